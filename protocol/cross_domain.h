@@ -172,7 +172,7 @@ const char *cd_strerror(enum cd_error err);
 // may be unaligned); `data` points into the source buffer.
 struct cd_command {
 	uint8_t cmd;
-	size_t size; // bytes consumed from the buffer (cmd_size, or the struct size for ring messages)
+	size_t size; // bytes consumed: cmd_size, or struct + opaque_data_size for ring messages
 	union {
 		struct cd_init init; // the legacy form is normalized: channel_ring_id = CD_RING_NONE
 		struct cd_get_image_requirements gir;
