@@ -1,0 +1,20 @@
+/*
+ * Every Wayland interface compiled into the proxy, by name: core wl_* (from
+ * libwayland), wayland-protocols and plasma-wayland-protocols (see
+ * meson.build for which files are in and why some are left out).
+ */
+#ifndef SML_PROTOCOLS_H
+#define SML_PROTOCOLS_H
+
+#include <stddef.h>
+#include <wayland-util.h>
+
+/* The interface with exactly this name, or NULL if none is compiled in. */
+const struct wl_interface *sml_protocols_find(const char *name);
+
+/* Number of interfaces; sml_protocols_at(0 .. count-1) lists them sorted by
+ * name (strcmp order). sml_protocols_at returns NULL when i is out of range. */
+size_t sml_protocols_count(void);
+const struct wl_interface *sml_protocols_at(size_t i);
+
+#endif
