@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: MIT
+// One guest connection of the socket device: framing, fd bookkeeping,
+// non-blocking replies, and a lifetime that survives anything the guest sends.
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "device.h"
+#include "log.h"
+#include "server.h"
+#include "util.h"
+
+// Stop reading from a guest that does not read its replies.
+#define CONN_OUT_HIGH_WATER (1u << 20)
+
+static int conn_handle_event(int fd, uint32_t mask, void *data);
+
+static void conn_update_mask(struct host_conn *conn)
+{
+	uint32_t mask = 0;
+	if (conn->out.len < CONN_OUT_HIGH_WATER)
+		mask |= WL_EVENT_READABLE;
+	if (!sml_wqueue_empty(&conn->out))
+		mask |= WL_EVENT_WRITABLE;
+	wl_event_source_fd_update(conn->source, mask);
+}
+
+struct host_conn *host_conn_create(struct host_server *server, struct wl_event_loop *loop,
+				   const struct host_config *config, int fd,
+				   const char *kind)
+{
+	static unsigned serial;
+	struct host_conn *conn = calloc(1, sizeof(*conn));
+	if (!conn)
+		goto err;
+	conn->in = malloc(SDEV_MAX_MSG_SIZE);
+	if (!conn->in)
+		goto err_conn;
+	conn->source = wl_event_loop_add_fd(loop, fd, WL_EVENT_READABLE,
+					    conn_handle_event, conn);
+	if (!conn->source)
+		goto err_in;
+	conn->server = server;
+	conn->config = config;
+	conn->loop = loop;
+	conn->fd = fd;
+	snprintf(conn->name, sizeof(conn->name), "conn %u (%s)", ++serial, kind);
+	sml_wqueue_init(&conn->out, config->limits.max_queue);
+	wl_list_init(&conn->contexts);
+	wl_list_init(&conn->waits);
+	wl_list_init(&conn->link);
+	sml_info("%s: connected", conn->name);
+	return conn;
+
+err_in:
+	free(conn->in);
+err_conn:
+	free(conn);
+err:
+	close(fd);
+	return NULL;
+}
+
+void host_conn_destroy(struct host_conn *conn)
+{
+	if (!conn)
+		return;
+	host_device_release(conn);
+	for (size_t i = 0; i < conn->in_nfds; i++)
+		close(conn->in_fds[i]);
+	sml_wqueue_finish(&conn->out);
+	if (conn->source)
+		wl_event_source_remove(conn->source);
+	close(conn->fd);
+	wl_list_remove(&conn->link);
+	sml_info("%s: closed", conn->name);
+	free(conn->in);
+	free(conn);
+}
+
+static void conn_destroy_idle(void *data)
+{
+	host_conn_destroy(data);
+}
+
+void host_conn_kill(struct host_conn *conn, const char *reason)
+{
+	if (conn->dead)
+		return;
+	conn->dead = true;
+	sml_warn("%s: closing: %s", conn->name, reason);
+	// Best effort: the last error reply may still fit the socket buffer.
+	sml_wqueue_flush(&conn->out, conn->fd);
+	wl_event_source_remove(conn->source);
+	conn->source = NULL;
+	wl_event_loop_add_idle(conn->loop, conn_destroy_idle, conn);
+}
+
+static void conn_flush(struct host_conn *conn)
+{
+	int ret = sml_wqueue_flush(&conn->out, conn->fd);
+	if (ret < 0) {
+		errno = -ret;
+		host_conn_kill(conn, "write to guest failed");
+		return;
+	}
+	conn_update_mask(conn);
+}
+
+void host_conn_send(struct host_conn *conn, uint16_t type, uint32_t seq, uint32_t ctx_id,
+		    const void *body, size_t size, const int *fds, uint8_t nfds)
+{
+	uint8_t buf[sizeof(struct sdev_header) + 512];
+	struct sdev_writer w;
+	if (conn->dead) {
+		for (uint8_t i = 0; i < nfds; i++)
+			close(fds[i]);
+		return;
+	}
+	sdev_writer_begin(&w, buf, sizeof(buf), type, 0, seq, ctx_id, nfds);
+	sdev_writer_put(&w, body, size);
+	size_t len = sdev_writer_end(&w);
+	if (len == 0 || sml_wqueue_push(&conn->out, buf, len, fds, nfds) < 0) {
+		host_conn_kill(conn, "guest does not read its replies (queue full)");
+		return;
+	}
+	conn_flush(conn);
+}
+
+static void conn_send_error_v(struct host_conn *conn, uint16_t type, uint16_t req_type,
+			      uint32_t seq, uint32_t ctx_id, int err, const char *fmt,
+			      va_list ap)
+{
+	struct {
+		struct sdev_reply_error e;
+		char text[SDEV_MAX_REASON + 1];
+	} body;
+	int n = vsnprintf(body.text, sizeof(body.text), fmt, ap);
+	size_t len = n < 0 ? 0 : SML_MIN((size_t)n, (size_t)SDEV_MAX_REASON);
+	body.e = (struct sdev_reply_error){
+		.error = err, .request_type = req_type, .reason_len = (uint16_t)len,
+	};
+	sml_info("%s: ctx %u: %s: %s", conn->name, ctx_id, strerror(-err), body.text);
+	host_conn_send(conn, type, seq, ctx_id, &body, sizeof(body.e) + len, NULL, 0);
+}
+
+void host_conn_reply_error(struct host_conn *conn, const struct sdev_header *req, int err,
+			   const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	conn_send_error_v(conn, SDEV_REPLY_ERROR, req->type, req->seq, req->ctx_id, err,
+			  fmt, ap);
+	va_end(ap);
+}
+
+void host_conn_send_lost(struct host_conn *conn, uint32_t ctx_id, int err,
+			 const char *fmt, va_list ap)
+{
+	conn_send_error_v(conn, SDEV_EVENT_CONTEXT_LOST, 0, 0, ctx_id, err, fmt, ap);
+}
+
+// The header arrived but the framing is broken: nothing after it can be trusted.
+static void conn_protocol_error(struct host_conn *conn, enum sdev_error err)
+{
+	struct sdev_header hdr = { 0 };
+	if (conn->in_len >= sizeof(hdr))
+		memcpy(&hdr, conn->in, sizeof(hdr));
+	host_conn_reply_error(conn, &hdr, -EPROTO, "malformed message: %s",
+			      sdev_strerror(err));
+	host_conn_kill(conn, sdev_strerror(err));
+}
+
+static bool conn_take_fds(struct host_conn *conn, const struct sdev_msg *msg, int *fds)
+{
+	size_t n = msg->hdr.num_fds;
+	if (n > conn->in_nfds)
+		return false;
+	memcpy(fds, conn->in_fds, n * sizeof(int));
+	conn->in_nfds -= n;
+	memmove(conn->in_fds, conn->in_fds + n, conn->in_nfds * sizeof(int));
+	return true;
+}
+
+static void conn_process(struct host_conn *conn)
+{
+	size_t off = 0;
+	while (!conn->dead && off < conn->in_len) {
+		struct sdev_msg msg;
+		enum sdev_error err = sdev_decode(conn->in + off, conn->in_len - off, true, &msg);
+		if (err == SDEV_ERR_NEED_MORE)
+			break;
+		if (err != SDEV_OK) {
+			conn_protocol_error(conn, err);
+			return;
+		}
+		int fds[SDEV_MAX_FDS];
+		if (!conn_take_fds(conn, &msg, fds)) {
+			host_conn_reply_error(conn, &msg.hdr, -EPROTO,
+					      "message declares %u fds that did not arrive",
+					      msg.hdr.num_fds);
+			host_conn_kill(conn, "missing fds");
+			return;
+		}
+		host_device_dispatch(conn, &msg, fds);
+		off += msg.hdr.size;
+	}
+	memmove(conn->in, conn->in + off, conn->in_len - off);
+	conn->in_len -= off;
+}
+
+static bool conn_stash_fds(struct host_conn *conn, struct msghdr *msg)
+{
+	bool ok = !(msg->msg_flags & MSG_CTRUNC);
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (conn->in_nfds < SML_ARRAY_LEN(conn->in_fds))
+				conn->in_fds[conn->in_nfds++] = fd;
+			else
+				ok = (close(fd), false);
+		}
+	}
+	return ok;
+}
+
+// Returns false when the connection is gone.
+static bool conn_read(struct host_conn *conn)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 32)];
+		struct cmsghdr align;
+	} ctrl;
+	struct iovec iov = {
+		.iov_base = conn->in + conn->in_len,
+		.iov_len = SDEV_MAX_MSG_SIZE - conn->in_len,
+	};
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf),
+	};
+	ssize_t n = recvmsg(conn->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return true;
+	if (n <= 0) {
+		host_conn_kill(conn, n == 0 ? "guest hung up" : strerror(errno));
+		return false;
+	}
+	if (!conn_stash_fds(conn, &msg)) {
+		host_conn_kill(conn, "too many fds in flight");
+		return false;
+	}
+	conn->in_len += (size_t)n;
+	return true;
+}
+
+static int conn_handle_event(int fd, uint32_t mask, void *data)
+{
+	struct host_conn *conn = data;
+	if (conn->dead)
+		return 0;
+	if (mask & WL_EVENT_WRITABLE)
+		conn_flush(conn);
+	if (!conn->dead && (mask & (WL_EVENT_READABLE | WL_EVENT_HANGUP | WL_EVENT_ERROR))) {
+		if (conn_read(conn))
+			conn_process(conn);
+	}
+	if (!conn->dead)
+		conn_update_mask(conn);
+	return 0;
+}

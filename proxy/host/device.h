@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: MIT
+// The host side of the socket device: one host_conn per guest connection,
+// holding virtgpu contexts and resources under the rules the kernel enforces.
+#ifndef SML_HOST_DEVICE_H
+#define SML_HOST_DEVICE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <wayland-server-core.h>
+
+#include "socket_device.h"
+#include "wqueue.h"
+
+struct host_server;
+struct host_xd;
+
+struct host_limits {
+	uint32_t max_conns;
+	uint32_t max_contexts; // per connection
+	uint32_t max_resources; // per connection
+	uint32_t max_pipes; // per connection
+	uint64_t max_memory; // bytes of blob memory per connection
+	size_t max_queue; // bytes queued towards one peer (compositor, pipe, guest)
+	uint32_t max_items; // cross-domain blob ids and image requirements per context
+};
+
+struct host_config {
+	const char *display; // compositor socket name or absolute path
+	struct host_limits limits;
+};
+
+struct host_resource {
+	uint32_t handle;
+	struct host_ctx *ctx;
+	uint32_t blob_mem;
+	uint64_t size;
+	int fd;
+	void *map; // may be NULL: mapped on first use as a ring
+	uint32_t busy; // unsignalled fences whose execbuffer listed it
+};
+
+struct host_fence {
+	uint32_t seq; // of the EXECBUFFER
+	uint32_t ring;
+	uint32_t nbo;
+	uint32_t *bo; // may be NULL
+	struct wl_list link; // struct host_ctx.fences
+};
+
+struct host_ctx {
+	struct host_conn *conn;
+	uint32_t id;
+	uint32_t num_rings;
+	uint64_t poll_mask;
+	bool lost;
+	struct host_xd *xd; // may be NULL once lost
+	struct wl_event_source *reap; // may be NULL: pending teardown of a lost xd
+	struct wl_list fences; // struct host_fence.link
+	struct wl_list link; // struct host_conn.contexts
+};
+
+struct host_conn {
+	struct host_server *server;
+	const struct host_config *config;
+	struct wl_event_loop *loop;
+	int fd;
+	struct wl_event_source *source;
+	bool dead; // being torn down: handlers must return at once
+	bool hello_done;
+	uint64_t features;
+	char name[64]; // for logs: "conn 3 (unix)"
+
+	uint8_t *in; // SDEV_MAX_MSG_SIZE bytes of partial input
+	size_t in_len;
+	int in_fds[64];
+	size_t in_nfds;
+	struct sml_wqueue out;
+
+	struct wl_list contexts; // struct host_ctx.link
+	uint32_t ncontexts;
+	struct host_resource **resources; // indexed by handle - 1; NULL slots free
+	uint32_t resources_cap;
+	uint32_t nresources;
+	uint64_t memory;
+	uint32_t npipes;
+	struct wl_list waits; // struct host_wait.link
+	struct wl_list link; // struct host_server.conns
+};
+
+struct host_wait {
+	uint32_t seq;
+	uint32_t ctx_id;
+	uint32_t res_handle;
+	struct wl_list link; // struct host_conn.waits
+};
+
+// conn.c: framing, replies, lifetime.
+struct host_conn *host_conn_create(struct host_server *server, struct wl_event_loop *loop,
+				   const struct host_config *config, int fd,
+				   const char *kind);
+void host_conn_destroy(struct host_conn *conn);
+// Ends the connection (deferred to an idle callback; safe inside handlers).
+void host_conn_kill(struct host_conn *conn, const char *reason);
+void host_conn_send(struct host_conn *conn, uint16_t type, uint32_t seq, uint32_t ctx_id,
+		    const void *body, size_t size, const int *fds, uint8_t nfds);
+void host_conn_reply_error(struct host_conn *conn, const struct sdev_header *req, int err,
+			   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+void host_conn_send_lost(struct host_conn *conn, uint32_t ctx_id, int err,
+			 const char *fmt, va_list ap);
+
+// device.c: the operations.
+void host_device_dispatch(struct host_conn *conn, const struct sdev_msg *msg,
+			  const int *fds);
+void host_device_release(struct host_conn *conn);
+struct host_resource *host_ctx_resource(struct host_ctx *ctx, uint32_t handle);
+// Maps the first `size` bytes of a resource; NULL if it has no memory that big.
+void *host_resource_map(struct host_resource *res, size_t size);
+// Signals a fence the backend kept pending (a cross-domain POLL).
+void host_ctx_signal_fence(struct host_ctx *ctx, uint32_t seq);
+// Ends the context: the guest gets EVENT_CONTEXT_LOST, other contexts live on.
+void host_ctx_lose(struct host_ctx *ctx, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+// Per-connection pipe budget; false (with a log) when exhausted.
+bool host_ctx_pipe_acquire(struct host_ctx *ctx);
+void host_ctx_pipe_release(struct host_ctx *ctx);
+
+#endif

@@ -1,0 +1,22 @@
+// SPDX-License-Identifier: MIT
+// Memory layout of linear images, answered to GET_IMAGE_REQUIREMENTS.
+#ifndef SML_HOST_IMAGE_H
+#define SML_HOST_IMAGE_H
+
+#include <stdint.h>
+
+#include "cross_domain.h"
+
+#define HOST_IMAGE_MAX_DIM 16384u
+// Row pitch alignment: enough for SIMD copies and for the scanout and
+// texture import rules of common GPUs.
+#define HOST_IMAGE_STRIDE_ALIGN 256u
+
+// Fills strides, offsets, modifier (linear), size (page-rounded), map_info,
+// memory_idx and physical_device_idx; blob_id is left for the caller.
+// Returns 0, -EINVAL for a zero or too large size, -ENOTSUP for an unknown
+// DRM format.
+int host_image_requirements(uint32_t width, uint32_t height, uint32_t drm_format,
+			    struct cd_image_requirements *out);
+
+#endif

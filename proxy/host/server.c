@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: MIT
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/vm_sockets.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+struct host_listener {
+	struct host_server *server;
+	int fd;
+	const char *kind;
+	struct wl_event_source *source;
+	char *path; // may be NULL: the Unix socket file to remove
+	char *lock_path; // may be NULL
+	int lock_fd;
+	struct wl_list link; // struct host_server.listeners
+};
+
+struct host_server *host_server_create(struct wl_event_loop *loop,
+				       const struct host_config *config)
+{
+	struct host_server *server = calloc(1, sizeof(*server));
+	if (!server)
+		return NULL;
+	server->loop = loop;
+	server->config = config;
+	wl_list_init(&server->listeners);
+	wl_list_init(&server->conns);
+	return server;
+}
+
+static void listener_destroy(struct host_listener *l)
+{
+	wl_event_source_remove(l->source);
+	close(l->fd);
+	if (l->path)
+		unlink(l->path);
+	if (l->lock_path)
+		unlink(l->lock_path);
+	sml_close(&l->lock_fd);
+	free(l->path);
+	free(l->lock_path);
+	wl_list_remove(&l->link);
+	free(l);
+}
+
+void host_server_destroy(struct host_server *server)
+{
+	if (!server)
+		return;
+	struct host_conn *conn, *ctmp;
+	wl_list_for_each_safe(conn, ctmp, &server->conns, link)
+		host_conn_destroy(conn);
+	struct host_listener *l, *ltmp;
+	wl_list_for_each_safe(l, ltmp, &server->listeners, link)
+		listener_destroy(l);
+	free(server);
+}
+
+struct host_conn *host_server_adopt(struct host_server *server, int fd, const char *kind)
+{
+	if (wl_list_length(&server->conns) >= (int)server->config->limits.max_conns) {
+		sml_warn("refusing a %s connection: %u connections already", kind,
+			 server->config->limits.max_conns);
+		close(fd);
+		return NULL;
+	}
+	struct host_conn *conn = host_conn_create(server, server->loop, server->config, fd, kind);
+	if (conn)
+		wl_list_insert(&server->conns, &conn->link);
+	return conn;
+}
+
+static int on_accept(int fd, uint32_t mask, void *data)
+{
+	struct host_listener *l = data;
+	int conn_fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (conn_fd < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			sml_log_errno(SML_LOG_WARN, "accept on %s listener", l->kind);
+		return 0;
+	}
+	if (strcmp(l->kind, "tcp") == 0)
+		setsockopt(conn_fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+	host_server_adopt(l->server, conn_fd, l->kind);
+	return 0;
+}
+
+static struct host_listener *listener_add(struct host_server *server, int fd, const char *kind)
+{
+	struct host_listener *l = calloc(1, sizeof(*l));
+	if (!l)
+		goto err;
+	if (listen(fd, 64) < 0)
+		goto err_l;
+	l->source = wl_event_loop_add_fd(server->loop, fd, WL_EVENT_READABLE, on_accept, l);
+	if (!l->source)
+		goto err_l;
+	l->server = server;
+	l->fd = fd;
+	l->kind = kind;
+	l->lock_fd = -1;
+	wl_list_insert(&server->listeners, &l->link);
+	return l;
+err_l:
+	free(l);
+err:
+	sml_log_errno(SML_LOG_ERROR, "cannot listen (%s)", kind);
+	close(fd);
+	return NULL;
+}
+
+// The lock tells a live server from a stale socket file left by a crash.
+static int take_lock(const char *lock_path)
+{
+	int fd = open(lock_path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+bool host_server_listen_unix(struct host_server *server, const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	char lock_path[sizeof(addr.sun_path) + 8];
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		sml_err("socket path too long: %s", path);
+		return false;
+	}
+	snprintf(lock_path, sizeof(lock_path), "%s.lock", path);
+	int lock_fd = take_lock(lock_path);
+	if (lock_fd < 0) {
+		sml_log_errno(SML_LOG_ERROR, "%s is in use by another sommelier-host", lock_path);
+		return false;
+	}
+	unlink(path);
+	strcpy(addr.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		sml_log_errno(SML_LOG_ERROR, "cannot bind %s", path);
+		sml_close(&fd);
+		close(lock_fd);
+		return false;
+	}
+	struct host_listener *l = listener_add(server, fd, "unix");
+	if (!l) {
+		unlink(path);
+		close(lock_fd);
+		return false;
+	}
+	l->path = strdup(path);
+	l->lock_path = strdup(lock_path);
+	l->lock_fd = lock_fd;
+	sml_info("listening on %s", path);
+	return true;
+}
+
+static bool split_host_port(const char *spec, char *host, size_t cap, const char **port)
+{
+	const char *colon = strrchr(spec, ':');
+	if (!colon) {
+		snprintf(host, cap, "127.0.0.1");
+		*port = spec;
+		return true;
+	}
+	size_t len = (size_t)(colon - spec);
+	if (len >= cap)
+		return false;
+	memcpy(host, spec, len);
+	host[len] = '\0';
+	*port = colon + 1;
+	return true;
+}
+
+bool host_server_listen_tcp(struct host_server *server, const char *spec)
+{
+	char host[256];
+	const char *port;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	struct addrinfo *res = NULL;
+	if (!split_host_port(spec, host, sizeof(host), &port) ||
+	    getaddrinfo(host, port, &hints, &res) != 0 || !res) {
+		sml_err("bad TCP address: %s", spec);
+		return false;
+	}
+	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	bool ok = fd >= 0 &&
+		  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int)) == 0 &&
+		  bind(fd, res->ai_addr, res->ai_addrlen) == 0;
+	freeaddrinfo(res);
+	if (!ok) {
+		sml_log_errno(SML_LOG_ERROR, "cannot bind TCP %s", spec);
+		sml_close(&fd);
+		return false;
+	}
+	sml_info("listening on TCP %s", spec);
+	return listener_add(server, fd, "tcp") != NULL;
+}
+
+bool host_server_listen_vsock(struct host_server *server, unsigned port)
+{
+	struct sockaddr_vm addr = {
+		.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = port,
+	};
+	int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		sml_log_errno(SML_LOG_ERROR, "cannot bind vsock port %u", port);
+		sml_close(&fd);
+		return false;
+	}
+	sml_info("listening on vsock port %u", port);
+	return listener_add(server, fd, "vsock") != NULL;
+}

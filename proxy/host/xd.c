@@ -1,0 +1,703 @@
+// SPDX-License-Identifier: MIT
+// The cross-domain context: replays a guest's Wayland stream against its own
+// compositor connection. Events flow only while the guest has a POLL
+// outstanding, so the compositor, not a queue here, holds what the guest has
+// not asked for yet. Nothing blocks: writes that the compositor or a pipe
+// does not take at once are queued within limits.
+#include "xd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "device.h"
+#include "image.h"
+#include "log.h"
+#include "util.h"
+#include "wqueue.h"
+
+enum item_kind {
+	ITEM_BLOB, // an fd from the compositor, until the guest creates its blob
+	ITEM_IMAGE, // image requirements; every blob creation allocates anew
+	ITEM_WRITE_PIPE, // a write end from the compositor, fed by guest WRITEs
+};
+
+struct xd_item {
+	uint32_t id;
+	enum item_kind kind;
+	int fd; // -1 for an image, or a write pipe that discards
+	uint64_t size;
+	uint32_t key[4]; // ITEM_IMAGE: width, height, format, flags
+	struct host_xd *xd;
+	struct wl_event_source *source; // may be NULL: write pipe with a backlog
+	struct sml_wqueue out; // ITEM_WRITE_PIPE
+	bool hang_up; // close once `out` drains
+	struct wl_list link; // struct host_xd.items
+};
+
+struct xd_read_pipe {
+	uint32_t id;
+	int fd;
+	struct host_xd *xd;
+	struct wl_event_source *source; // may be NULL after a hang-up: read directly
+	bool armed;
+	struct wl_list link; // struct host_xd.read_pipes
+};
+
+struct host_xd {
+	struct host_ctx *ctx;
+	bool initialized;
+	bool dead; // context lost: every handler returns at once
+	uint8_t *query_ring;
+	uint8_t *channel_ring;
+
+	int wl_fd; // -1 when not connected or gone
+	struct wl_event_source *wl_source; // may be NULL after a hang-up: read directly
+	uint32_t wl_mask;
+	struct sml_wqueue wl_out;
+	bool wl_write_dead; // the compositor stopped taking requests
+	bool armed; // wake up on readable sources (a POLL waits)
+	bool eof_pending; // the guest still has to hear that the compositor is gone
+
+	bool poll_pending;
+	uint32_t poll_seq;
+	bool prefer_pipes; // alternate sources so that none starves the other
+
+	struct wl_list items; // struct xd_item.link
+	uint32_t nitems;
+	uint32_t next_item_id;
+	uint32_t last_read_pipe_id;
+	struct wl_list read_pipes; // struct xd_read_pipe.link
+};
+
+static int xd_fail(struct host_xd *xd, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int xd_fail(struct host_xd *xd, int err, const char *fmt, ...)
+{
+	char reason[SDEV_MAX_REASON];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	sml_warn("%s: ctx %u: cross-domain: %s", xd->ctx->conn->name, xd->ctx->id, reason);
+	host_ctx_lose(xd->ctx, err, "%s", reason);
+	return err;
+}
+
+void host_xd_capabilities(struct cd_capabilities *caps)
+{
+	*caps = (struct cd_capabilities){
+		.version = CD_CAPSET_VERSION,
+		.supported_channels = 1u << CD_CHANNEL_WAYLAND,
+	};
+}
+
+struct host_xd *host_xd_create(struct host_ctx *ctx)
+{
+	struct host_xd *xd = calloc(1, sizeof(*xd));
+	if (!xd)
+		return NULL;
+	xd->ctx = ctx;
+	xd->wl_fd = -1;
+	xd->next_item_id = 1;
+	xd->last_read_pipe_id = CD_READ_PIPE_ID_BASE;
+	sml_wqueue_init(&xd->wl_out, ctx->conn->config->limits.max_queue);
+	wl_list_init(&xd->items);
+	wl_list_init(&xd->read_pipes);
+	return xd;
+}
+
+static void item_destroy(struct xd_item *item)
+{
+	if (item->source)
+		wl_event_source_remove(item->source);
+	if (item->kind == ITEM_WRITE_PIPE)
+		host_ctx_pipe_release(item->xd->ctx);
+	sml_wqueue_finish(&item->out);
+	sml_close(&item->fd);
+	item->xd->nitems--;
+	wl_list_remove(&item->link);
+	free(item);
+}
+
+static void read_pipe_destroy(struct xd_read_pipe *pipe)
+{
+	if (pipe->source)
+		wl_event_source_remove(pipe->source);
+	close(pipe->fd);
+	host_ctx_pipe_release(pipe->xd->ctx);
+	wl_list_remove(&pipe->link);
+	free(pipe);
+}
+
+static void wl_disconnect(struct host_xd *xd)
+{
+	if (xd->wl_source)
+		wl_event_source_remove(xd->wl_source);
+	xd->wl_source = NULL;
+	sml_close(&xd->wl_fd);
+	sml_wqueue_finish(&xd->wl_out);
+}
+
+void host_xd_destroy(struct host_xd *xd)
+{
+	if (!xd)
+		return;
+	wl_disconnect(xd);
+	struct xd_item *item, *itmp;
+	wl_list_for_each_safe(item, itmp, &xd->items, link)
+		item_destroy(item);
+	struct xd_read_pipe *pipe, *ptmp;
+	wl_list_for_each_safe(pipe, ptmp, &xd->read_pipes, link)
+		read_pipe_destroy(pipe);
+	free(xd);
+}
+
+// ---- events towards the guest -------------------------------------------
+
+static void complete_poll(struct host_xd *xd)
+{
+	xd->poll_pending = false;
+	host_ctx_signal_fence(xd->ctx, xd->poll_seq);
+}
+
+static void write_receive(struct host_xd *xd, uint32_t n, const uint32_t *ids,
+			  const uint32_t *types, const uint32_t *sizes, const void *data,
+			  uint32_t size)
+{
+	cd_encode_send_receive(xd->channel_ring, CD_RING_SIZE, CD_CMD_RECEIVE, true, n, ids,
+			       types, sizes, data, size);
+	complete_poll(xd);
+}
+
+static void send_eof(struct host_xd *xd)
+{
+	xd->eof_pending = false;
+	write_receive(xd, 0, NULL, NULL, NULL, NULL, 0);
+}
+
+void host_xd_hangup(struct host_xd *xd)
+{
+	if (xd->poll_pending && xd->channel_ring)
+		send_eof(xd);
+	xd->dead = true;
+	wl_disconnect(xd);
+}
+
+static uint32_t alloc_item_id(struct host_xd *xd)
+{
+	if (xd->next_item_id >= CD_READ_PIPE_ID_BASE)
+		return 0;
+	return xd->next_item_id++;
+}
+
+static struct xd_item *item_add(struct host_xd *xd, enum item_kind kind, int fd)
+{
+	uint32_t id = xd->nitems < xd->ctx->conn->config->limits.max_items ?
+		      alloc_item_id(xd) : 0;
+	struct xd_item *item = id ? calloc(1, sizeof(*item)) : NULL;
+	if (!item)
+		return NULL;
+	item->id = id;
+	item->kind = kind;
+	item->fd = fd;
+	item->xd = xd;
+	sml_wqueue_init(&item->out, xd->ctx->conn->config->limits.max_queue);
+	wl_list_insert(xd->items.prev, &item->link);
+	xd->nitems++;
+	return item;
+}
+
+// Turns one compositor fd into an identifier. Unknown kinds of fd do not end
+// the context: they become a write pipe that discards, so the guest's stream
+// keeps its fd count, and the log says what happened.
+static bool classify_fd(struct host_xd *xd, int fd, uint32_t *id, uint32_t *type,
+			uint32_t *size)
+{
+	off_t end = lseek(fd, 0, SEEK_END);
+	int fl = fcntl(fd, F_GETFL);
+	enum item_kind kind = end >= 0 ? ITEM_BLOB : ITEM_WRITE_PIPE;
+	if (end < 0 && (fl < 0 || (fl & O_ACCMODE) != O_WRONLY)) {
+		sml_warn("%s: ctx %u: compositor sent an fd that is neither memory nor a "
+			 "write pipe (flags 0%o); the guest gets a pipe that discards",
+			 xd->ctx->conn->name, xd->ctx->id, fl);
+		sml_close(&fd);
+	}
+	if (kind == ITEM_WRITE_PIPE && !host_ctx_pipe_acquire(xd->ctx))
+		return sml_close(&fd), false;
+	struct xd_item *item = item_add(xd, kind, fd);
+	if (!item) {
+		if (kind == ITEM_WRITE_PIPE)
+			host_ctx_pipe_release(xd->ctx);
+		return sml_close(&fd), false;
+	}
+	if (fd >= 0 && kind == ITEM_WRITE_PIPE)
+		sml_fd_set_nonblock(fd);
+	item->size = end >= 0 ? (uint64_t)end : 0;
+	*id = item->id;
+	*type = kind == ITEM_BLOB ? CD_ID_VIRTGPU_BLOB : CD_ID_WRITE_PIPE;
+	*size = (uint32_t)SML_MIN(item->size, (uint64_t)UINT32_MAX);
+	return true;
+}
+
+struct received {
+	uint32_t n;
+	uint32_t ids[CD_MAX_IDENTIFIERS], types[CD_MAX_IDENTIFIERS], sizes[CD_MAX_IDENTIFIERS];
+};
+
+static bool classify_all(struct host_xd *xd, struct msghdr *msg, struct received *r)
+{
+	bool ok = !(msg->msg_flags & MSG_CTRUNC);
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (!ok || r->n >= CD_MAX_IDENTIFIERS) {
+				close(fd);
+				ok = false;
+			} else if (classify_fd(xd, fd, &r->ids[r->n], &r->types[r->n],
+					       &r->sizes[r->n])) {
+				r->n++;
+			} else {
+				ok = false;
+			}
+		}
+	}
+	return ok;
+}
+
+static void update_wl_mask(struct host_xd *xd)
+{
+	if (!xd->wl_source)
+		return;
+	uint32_t mask = xd->armed ? WL_EVENT_READABLE : 0;
+	if (!sml_wqueue_empty(&xd->wl_out))
+		mask |= WL_EVENT_WRITABLE;
+	if (mask != xd->wl_mask)
+		wl_event_source_fd_update(xd->wl_source, mask);
+	xd->wl_mask = mask;
+}
+
+// Level-triggered sources stay quiet while no POLL waits, so the compositor
+// keeps what the guest has not asked for.
+static void set_armed(struct host_xd *xd, bool armed)
+{
+	xd->armed = armed;
+	update_wl_mask(xd);
+	struct xd_read_pipe *pipe;
+	wl_list_for_each(pipe, &xd->read_pipes, link) {
+		if (!pipe->source || pipe->armed == armed)
+			continue;
+		wl_event_source_fd_update(pipe->source, armed ? WL_EVENT_READABLE : 0);
+		pipe->armed = armed;
+	}
+}
+
+static bool produce_from_compositor(struct host_xd *xd)
+{
+	if (xd->wl_fd < 0) {
+		if (xd->eof_pending)
+			send_eof(xd);
+		return !xd->poll_pending;
+	}
+	uint8_t data[CD_MAX_SEND_DATA];
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * CD_MAX_IDENTIFIERS)];
+		struct cmsghdr align;
+	} ctrl;
+	struct iovec iov = { .iov_base = data, .iov_len = sizeof(data) };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf),
+	};
+	ssize_t n = recvmsg(xd->wl_fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return false;
+	if (n <= 0) {
+		sml_info("%s: ctx %u: compositor connection ended%s%s", xd->ctx->conn->name,
+			 xd->ctx->id, n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
+		wl_disconnect(xd);
+		send_eof(xd);
+		return true;
+	}
+	struct received r = { 0 };
+	if (!classify_all(xd, &msg, &r)) {
+		xd_fail(xd, -EPROTO, "compositor fds cannot be carried (over %u, or a limit)",
+			CD_MAX_IDENTIFIERS);
+		return true;
+	}
+	write_receive(xd, r.n, r.ids, r.types, r.sizes, data, (uint32_t)n);
+	return true;
+}
+
+static bool produce_from_pipes(struct host_xd *xd)
+{
+	struct xd_read_pipe *pipe, *tmp;
+	wl_list_for_each_safe(pipe, tmp, &xd->read_pipes, link) {
+		uint8_t buf[CD_MAX_RW_DATA];
+		ssize_t n = read(pipe->fd, buf, sizeof(buf));
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		bool hang_up = n <= 0;
+		cd_encode_read_write(xd->channel_ring, CD_RING_SIZE, CD_CMD_READ, true, pipe->id,
+				     hang_up, buf, hang_up ? 0 : (uint32_t)n);
+		// The next turn starts with the other pipes.
+		wl_list_remove(&pipe->link);
+		wl_list_insert(xd->read_pipes.prev, &pipe->link);
+		if (hang_up)
+			read_pipe_destroy(pipe);
+		complete_poll(xd);
+		return true;
+	}
+	return false;
+}
+
+static void produce(struct host_xd *xd)
+{
+	if (xd->dead || !xd->poll_pending)
+		return;
+	bool done = xd->prefer_pipes ?
+		    produce_from_pipes(xd) || produce_from_compositor(xd) :
+		    produce_from_compositor(xd) || produce_from_pipes(xd);
+	if (done)
+		xd->prefer_pipes = !xd->prefer_pipes;
+	if (!xd->dead)
+		set_armed(xd, !done);
+}
+
+static void flush_wl(struct host_xd *xd)
+{
+	int ret = sml_wqueue_flush(&xd->wl_out, xd->wl_fd);
+	if (ret < 0) {
+		sml_info("%s: ctx %u: compositor stopped taking requests: %s",
+			 xd->ctx->conn->name, xd->ctx->id, strerror(-ret));
+		sml_wqueue_finish(&xd->wl_out);
+		xd->wl_write_dead = true;
+	}
+	update_wl_mask(xd);
+}
+
+static int on_wl_event(int fd, uint32_t mask, void *data)
+{
+	struct host_xd *xd = data;
+	if (mask & WL_EVENT_WRITABLE)
+		flush_wl(xd);
+	if (!(mask & (WL_EVENT_READABLE | WL_EVENT_HANGUP | WL_EVENT_ERROR)))
+		return 0;
+	if (xd->poll_pending) {
+		produce(xd);
+	} else if (mask & (WL_EVENT_HANGUP | WL_EVENT_ERROR)) {
+		// epoll reports a hang-up whatever the mask: stop watching and
+		// read what is left (a protocol error, say) at the next POLL.
+		wl_event_source_remove(xd->wl_source);
+		xd->wl_source = NULL;
+	} else {
+		set_armed(xd, false);
+	}
+	return 0;
+}
+
+static int on_read_pipe_event(int fd, uint32_t mask, void *data)
+{
+	struct xd_read_pipe *pipe = data;
+	struct host_xd *xd = pipe->xd;
+	if (xd->poll_pending) {
+		produce(xd);
+	} else if (mask & (WL_EVENT_HANGUP | WL_EVENT_ERROR)) {
+		wl_event_source_remove(pipe->source);
+		pipe->source = NULL;
+	} else {
+		set_armed(xd, false);
+	}
+	return 0;
+}
+
+// ---- commands from the guest --------------------------------------------
+
+static void connect_compositor(struct host_xd *xd)
+{
+	const char *path = xd->ctx->conn->config->display;
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int fd = -1;
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		errno = ENAMETOOLONG;
+		goto fail;
+	}
+	strcpy(addr.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		goto fail;
+	xd->wl_source = wl_event_loop_add_fd(xd->ctx->conn->loop, fd, 0, on_wl_event, xd);
+	if (!xd->wl_source)
+		goto fail;
+	xd->wl_fd = fd;
+	return;
+fail:
+	sml_log_errno(SML_LOG_WARN, "%s: ctx %u: cannot connect to the compositor at %s; "
+		      "the guest will see it as gone", xd->ctx->conn->name, xd->ctx->id, path);
+	sml_close(&fd);
+	xd->eof_pending = true;
+}
+
+static uint8_t *map_ring(struct host_xd *xd, uint32_t handle)
+{
+	struct host_resource *res = host_ctx_resource(xd->ctx, handle);
+	return res ? host_resource_map(res, CD_RING_SIZE) : NULL;
+}
+
+static int run_init(struct host_xd *xd, const struct cd_command *cmd)
+{
+	const struct cd_init *init = &cmd->u.init;
+	if (xd->initialized)
+		return xd_fail(xd, -EINVAL, "second INIT");
+	if (init->channel_type != CD_CHANNEL_WAYLAND)
+		return xd_fail(xd, -EOPNOTSUPP, "channel type %u is not offered (only Wayland)",
+			       init->channel_type);
+	xd->query_ring = map_ring(xd, init->query_ring_id);
+	xd->channel_ring = cmd->legacy_init ? xd->query_ring :
+			   map_ring(xd, init->channel_ring_id);
+	if (!xd->query_ring || !xd->channel_ring)
+		return xd_fail(xd, -EINVAL, "ring %u or %u is not a mappable resource of this "
+			       "context of at least one page", init->query_ring_id,
+			       init->channel_ring_id);
+	xd->initialized = true;
+	connect_compositor(xd);
+	return 0;
+}
+
+static struct xd_item *find_item(struct host_xd *xd, uint32_t id)
+{
+	struct xd_item *item;
+	wl_list_for_each(item, &xd->items, link)
+		if (item->id == id)
+			return item;
+	return NULL;
+}
+
+static struct xd_item *find_image(struct host_xd *xd, const uint32_t key[4])
+{
+	struct xd_item *item;
+	wl_list_for_each(item, &xd->items, link)
+		if (item->kind == ITEM_IMAGE && memcmp(item->key, key, sizeof(item->key)) == 0)
+			return item;
+	return NULL;
+}
+
+// Unsupported images are answered with size 0 rather than by ending the
+// context: the guest can fall back, and the spec has no error reply.
+static int run_image_requirements(struct host_xd *xd, const struct cd_command *cmd)
+{
+	const struct cd_get_image_requirements *g = &cmd->u.gir;
+	const uint32_t key[4] = { g->width, g->height, g->drm_format, g->flags };
+	struct cd_image_requirements reqs = { 0 };
+	int err = host_image_requirements(g->width, g->height, g->drm_format, &reqs);
+	struct xd_item *item = err ? NULL : find_image(xd, key);
+	if (!err && !item && (item = item_add(xd, ITEM_IMAGE, -1))) {
+		memcpy(item->key, key, sizeof(key));
+		item->size = reqs.size;
+	}
+	if (item) {
+		reqs.blob_id = item->id;
+	} else {
+		sml_warn("%s: ctx %u: no image for %ux%u format %#x flags %#x: %s",
+			 xd->ctx->conn->name, xd->ctx->id, g->width, g->height, g->drm_format,
+			 g->flags, err ? strerror(-err) : "too many image ids");
+		memset(&reqs, 0, sizeof(reqs));
+	}
+	memcpy(xd->query_ring, &reqs, sizeof(reqs));
+	return 0;
+}
+
+static int run_poll(struct host_xd *xd, uint32_t seq)
+{
+	if (xd->poll_pending)
+		return xd_fail(xd, -EINVAL, "POLL while another POLL is outstanding");
+	xd->poll_pending = true;
+	xd->poll_seq = seq;
+	produce(xd);
+	return 1;
+}
+
+static int new_read_pipe(struct host_xd *xd, uint32_t id, int *write_end)
+{
+	if (id != xd->last_read_pipe_id + 1)
+		return xd_fail(xd, -EPROTO, "read pipe id %#x, expected %#x", id,
+			       xd->last_read_pipe_id + 1);
+	struct xd_read_pipe *pipe = calloc(1, sizeof(*pipe));
+	int fds[2] = { -1, -1 };
+	if (!pipe || !host_ctx_pipe_acquire(xd->ctx)) {
+		free(pipe);
+		return xd_fail(xd, -ENOSPC, "no room for another pipe");
+	}
+	if (pipe2(fds, O_CLOEXEC) < 0 || !sml_fd_set_nonblock(fds[0]) ||
+	    !(pipe->source = wl_event_loop_add_fd(xd->ctx->conn->loop, fds[0],
+						  xd->armed ? WL_EVENT_READABLE : 0,
+						  on_read_pipe_event, pipe))) {
+		sml_close(&fds[0]);
+		sml_close(&fds[1]);
+		host_ctx_pipe_release(xd->ctx);
+		free(pipe);
+		return xd_fail(xd, -errno, "cannot create a pipe");
+	}
+	pipe->id = id;
+	pipe->fd = fds[0];
+	pipe->xd = xd;
+	pipe->armed = xd->armed;
+	wl_list_insert(xd->read_pipes.prev, &pipe->link);
+	xd->last_read_pipe_id = id;
+	*write_end = fds[1];
+	return 0;
+}
+
+static int send_identifier(struct host_xd *xd, uint32_t type, uint32_t id, int *fd)
+{
+	if (type == CD_ID_READ_PIPE)
+		return new_read_pipe(xd, id, fd);
+	if (type != CD_ID_VIRTGPU_BLOB)
+		return xd_fail(xd, -EPROTO, "identifier type %u cannot be sent", type);
+	struct host_resource *res = host_ctx_resource(xd->ctx, id);
+	if (!res || res->fd < 0)
+		return xd_fail(xd, -EPROTO, "SEND names resource %u, not a blob of this context",
+			       id);
+	*fd = fcntl(res->fd, F_DUPFD_CLOEXEC, 0);
+	return *fd < 0 ? xd_fail(xd, -errno, "cannot duplicate an fd") : 0;
+}
+
+static int run_send(struct host_xd *xd, const struct cd_command *cmd)
+{
+	const struct cd_send_receive *sr = &cmd->u.sr;
+	int fds[CD_MAX_IDENTIFIERS];
+	uint32_t nfds = 0;
+	if (sr->num_identifiers && !cmd->data_size)
+		return xd_fail(xd, -EPROTO, "SEND of identifiers without a message");
+	for (; nfds < sr->num_identifiers; nfds++) {
+		int err = send_identifier(xd, sr->identifier_types[nfds], sr->identifiers[nfds],
+					  &fds[nfds]);
+		if (err) {
+			while (nfds)
+				close(fds[--nfds]);
+			return err;
+		}
+	}
+	if (xd->wl_fd < 0 || xd->wl_write_dead) {
+		while (nfds)
+			close(fds[--nfds]);
+		return 0; // the guest hears of the end through RECEIVE
+	}
+	int ret = sml_wqueue_send(&xd->wl_out, xd->wl_fd, cmd->data, cmd->data_size, fds, nfds);
+	if (ret == -ENOBUFS)
+		return xd_fail(xd, -ENOBUFS, "the compositor is not reading (%zu bytes queued)",
+			       xd->wl_out.len);
+	if (ret < 0)
+		flush_wl(xd); // records the failure
+	update_wl_mask(xd);
+	return 0;
+}
+
+static void write_pipe_flush(struct xd_item *item);
+
+static int on_write_pipe_event(int fd, uint32_t mask, void *data)
+{
+	write_pipe_flush(data);
+	return 0;
+}
+
+// Flushes a write pipe's backlog; closes it when drained after a hang-up or
+// when the reader went away.
+static void write_pipe_flush(struct xd_item *item)
+{
+	int ret = item->fd >= 0 ? sml_wqueue_flush(&item->out, item->fd) : 0;
+	if (ret < 0 || (ret == 0 && item->hang_up)) {
+		item_destroy(item);
+		return;
+	}
+	if (ret == 1 && !item->source)
+		item->source = wl_event_loop_add_fd(item->xd->ctx->conn->loop, item->fd,
+						    WL_EVENT_WRITABLE, on_write_pipe_event, item);
+	if (ret == 0 && item->source) {
+		wl_event_source_remove(item->source);
+		item->source = NULL;
+	}
+}
+
+static int run_write(struct host_xd *xd, const struct cd_command *cmd)
+{
+	struct xd_item *item = find_item(xd, cmd->u.rw.identifier);
+	if (!item || item->kind != ITEM_WRITE_PIPE) {
+		// The pipe may have closed under the guest (its reader left).
+		sml_dbg("WRITE to pipe %u that is gone: dropped", cmd->u.rw.identifier);
+		return 0;
+	}
+	if (item->fd >= 0 && cmd->data_size &&
+	    sml_wqueue_push(&item->out, cmd->data, cmd->data_size, NULL, 0) < 0)
+		return xd_fail(xd, -ENOBUFS, "the reader of pipe %u is not reading", item->id);
+	item->hang_up = cmd->u.rw.hang_up != 0;
+	write_pipe_flush(item);
+	return 0;
+}
+
+int host_xd_create_blob(struct host_xd *xd, uint64_t blob_id, uint64_t size, int *fd_out)
+{
+	struct xd_item *item = blob_id <= UINT32_MAX ? find_item(xd, (uint32_t)blob_id) : NULL;
+	if (!item || item->kind == ITEM_WRITE_PIPE)
+		return -ENOENT;
+	if (item->kind == ITEM_BLOB) {
+		if (size > sml_page_round_up(item->size))
+			return -EINVAL;
+		*fd_out = item->fd;
+		item->fd = -1;
+		item_destroy(item); // a received fd is claimed once
+		return 0;
+	}
+	if (size > item->size)
+		return -EINVAL;
+	*fd_out = sml_memfd_create("sommelier-image", size);
+	return *fd_out < 0 ? -errno : 0;
+}
+
+static int run_command(struct host_xd *xd, const struct cd_command *cmd, uint32_t seq)
+{
+	if (!xd->initialized && cmd->cmd != CD_CMD_INIT)
+		return xd_fail(xd, -EPROTO, "command %u before INIT", cmd->cmd);
+	switch (cmd->cmd) {
+	case CD_CMD_INIT:
+		return run_init(xd, cmd);
+	case CD_CMD_GET_IMAGE_REQUIREMENTS:
+		return run_image_requirements(xd, cmd);
+	case CD_CMD_POLL:
+		return run_poll(xd, seq);
+	case CD_CMD_SEND:
+		return run_send(xd, cmd);
+	case CD_CMD_WRITE:
+		return run_write(xd, cmd);
+	}
+	return xd_fail(xd, -EPROTO, "command %u is not handled", cmd->cmd);
+}
+
+int host_xd_submit(struct host_xd *xd, const uint8_t *cmds, size_t size, uint32_t seq)
+{
+	int pending = 0;
+	for (size_t off = 0; off < size && !xd->dead;) {
+		struct cd_command cmd;
+		enum cd_error err = cd_decode_command(cmds + off, size - off, off, &cmd);
+		if (err != CD_OK)
+			return xd_fail(xd, -EPROTO, "bad command at byte %zu: %s", off,
+				       cd_strerror(err));
+		int ret = run_command(xd, &cmd, seq);
+		if (ret < 0)
+			return ret;
+		pending |= ret;
+		off += cmd.size;
+	}
+	return xd->dead ? -ENODEV : pending;
+}
