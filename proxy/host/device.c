@@ -2,6 +2,7 @@
 // The socket device operations, with the checks the virtgpu kernel driver
 // makes before anything reaches a host (doc/socket-device.md).
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +31,10 @@ static struct host_ctx *find_ctx(struct host_conn *conn, uint32_t id)
 // The context a request names, or NULL after replying why not.
 static struct host_ctx *request_ctx(struct host_conn *conn, const struct sdev_header *hdr)
 {
-	struct host_ctx *ctx = find_ctx(conn, hdr->ctx_id);
-	if (!ctx)
+	struct host_ctx *ctx = hdr->ctx_id ? find_ctx(conn, hdr->ctx_id) : NULL;
+	if (hdr->ctx_id == 0)
+		reply_error(conn, hdr, -EINVAL, "context id 0 names no context");
+	else if (!ctx)
 		reply_error(conn, hdr, -ENOENT, "context %u: context init must come first",
 			    hdr->ctx_id);
 	else if (ctx->lost)
@@ -50,12 +53,25 @@ struct host_resource *host_ctx_resource(struct host_ctx *ctx, uint32_t handle)
 	return res && res->ctx == ctx ? res : NULL;
 }
 
+// Memory the host writes into must not shrink under it: a truncated mapping
+// would kill the daemon with SIGBUS. Only shrink-sealed memfds qualify.
+static bool cannot_shrink(int fd)
+{
+	int seals = fcntl(fd, F_GET_SEALS);
+	return seals >= 0 && (seals & F_SEAL_SHRINK);
+}
+
 void *host_resource_map(struct host_resource *res, size_t size)
 {
 	if (res->map)
 		return res->map;
 	if (res->fd < 0 || res->size < size)
 		return NULL;
+	if (!cannot_shrink(res->fd)) {
+		sml_warn("resource %u: not a shrink-sealed memfd; refusing to map it",
+			 res->handle);
+		return NULL;
+	}
 	void *map = mmap(NULL, res->size, PROT_READ | PROT_WRITE, MAP_SHARED, res->fd, 0);
 	if (map == MAP_FAILED) {
 		sml_log_errno(SML_LOG_WARN, "mmap of resource %u", res->handle);
@@ -496,8 +512,9 @@ static int exec_checks(struct host_ctx *ctx, const struct sdev_msg *msg, uint32_
 	const struct sdev_execbuffer *e = &msg->u.exec;
 	if (e->flags & ~SDEV_EXECBUF_RING_IDX)
 		return *why = "unknown execbuffer flag", -EINVAL;
-	*ring = (e->flags & SDEV_EXECBUF_RING_IDX) ? e->ring_idx : 0;
-	if (*ring >= SML_MAX(ctx->num_rings, 1u))
+	bool ring_idx = e->flags & SDEV_EXECBUF_RING_IDX;
+	*ring = ring_idx ? e->ring_idx : 0;
+	if (ring_idx && *ring >= ctx->num_rings)
 		return *why = "ring index past the number of rings", -EINVAL;
 	for (uint32_t i = 0; i < e->num_bo_handles; i++)
 		if (!host_ctx_resource(ctx, sdev_msg_bo_handle(msg, i)))
