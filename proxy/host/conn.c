@@ -92,7 +92,10 @@ void host_conn_kill(struct host_conn *conn, const char *reason)
 	if (conn->dead)
 		return;
 	conn->dead = true;
-	sml_warn("%s: closing: %s", conn->name, reason);
+	if (strcmp(reason, "guest hung up") == 0)
+		sml_info("%s: guest hung up", conn->name);
+	else
+		sml_warn("%s: closing: %s", conn->name, reason);
 	// Best effort: the last error reply may still fit the socket buffer.
 	sml_wqueue_flush(&conn->out, conn->fd);
 	wl_event_source_remove(conn->source);
