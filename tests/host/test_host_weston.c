@@ -629,6 +629,7 @@ int main(void)
 {
 	const char *dir = harness_runtime_dir();
 	atexit(harness_cleanup);
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	snprintf(host_sock, sizeof(host_sock), "%s/host.sock", dir);
 	harness_start_weston("wl-test");
 	host_pid = harness_start_host(host_sock, "wl-test", "--log-level=info", NULL);

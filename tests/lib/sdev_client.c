@@ -335,6 +335,11 @@ void test_ctx_destroy(struct test_ctx *t)
 	uint32_t seq = sdev_client_send(t->c, SDEV_CONTEXT_DESTROY, SDEV_FLAG_REPLY, t->id, NULL,
 					0, NULL, 0, NULL, 0);
 	CHECK_EQ(reply_status(wait_reply(t->c, seq)), 0);
+	test_ctx_forget(t);
+}
+
+void test_ctx_forget(struct test_ctx *t)
+{
 	munmap(t->query, CD_RING_SIZE);
 	munmap(t->channel, CD_RING_SIZE);
 	close(t->query_fd);

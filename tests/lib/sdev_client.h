@@ -82,6 +82,8 @@ struct test_ctx {
 // Creates the context, its rings and sends the cross-domain INIT.
 void test_ctx_create(struct sdev_client *c, uint32_t id, struct test_ctx *t);
 void test_ctx_destroy(struct test_ctx *t);
+// Frees the guest side only (the host ends the context with the connection).
+void test_ctx_forget(struct test_ctx *t);
 // SEND of Wayland bytes with identifiers; returns the execbuffer's error.
 int test_ctx_send(struct test_ctx *t, const void *data, uint32_t size, uint32_t n,
 		  const uint32_t *ids, const uint32_t *types);

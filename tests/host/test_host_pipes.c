@@ -1,0 +1,473 @@
+// SPDX-License-Identifier: MIT
+// sommelier-host in front of a scripted compositor socket. weston's headless
+// backend has no seat, so it never sends clipboard pipes; this test plays the
+// compositor's side of the socket itself to drive every kind of fd a
+// compositor can send and every pipe direction, plus a compositor that stops
+// reading. Everything else is real: the daemon, its sockets, pipes, memfds.
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "sdev_client.h"
+#include "util.h"
+
+#define TIMEOUT 5000
+#define PAYLOAD (1u << 20)
+
+static char host_sock[256], small_sock[256], fake_path[256];
+static pid_t host_pid, small_pid;
+static int fake_listener = -1;
+
+// Deterministic bytes both ends of a pipe can produce.
+static void fill_pattern(uint8_t *buf, size_t size, uint32_t seed)
+{
+	for (size_t i = 0; i < size; i++) {
+		seed = seed * 1103515245u + 12345u;
+		buf[i] = (uint8_t)(seed >> 16);
+	}
+}
+
+static int fake_listen(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	CHECK(strlen(path) < sizeof(addr.sun_path));
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0);
+	CHECK(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+	CHECK(listen(fd, 16) == 0);
+	return fd;
+}
+
+static int fake_accept(void)
+{
+	struct pollfd pfd = { .fd = fake_listener, .events = POLLIN };
+	CHECK(poll(&pfd, 1, TIMEOUT) == 1);
+	int fd = accept4(fake_listener, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(fd >= 0);
+	return fd;
+}
+
+// A guest context whose compositor connection is `*wl` on our side.
+static void open_ctx(struct sdev_client *c, uint32_t id, struct test_ctx *t, int *wl)
+{
+	test_ctx_create(c, id, t);
+	*wl = fake_accept();
+}
+
+static void fake_send(int wl, const void *data, size_t size, const int *fds, size_t nfds)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 28)];
+		struct cmsghdr align;
+	} ctrl;
+	struct iovec iov = { .iov_base = (void *)data, .iov_len = size };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (nfds) {
+		msg.msg_control = ctrl.buf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+		*cm = (struct cmsghdr){ .cmsg_len = CMSG_LEN(sizeof(int) * nfds),
+					.cmsg_level = SOL_SOCKET, .cmsg_type = SCM_RIGHTS };
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	}
+	CHECK(sendmsg(wl, &msg, MSG_NOSIGNAL) == (ssize_t)size);
+}
+
+// Receives what the host wrote to the compositor; returns bytes, fills fds.
+static size_t fake_recv(int wl, void *buf, size_t cap, int *fds, size_t *nfds)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 28)];
+		struct cmsghdr align;
+	} ctrl;
+	struct pollfd pfd = { .fd = wl, .events = POLLIN };
+	CHECK(poll(&pfd, 1, TIMEOUT) == 1);
+	struct iovec iov = { .iov_base = buf, .iov_len = cap };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl.buf,
+			      .msg_controllen = sizeof(ctrl.buf) };
+	ssize_t n = recvmsg(wl, &msg, MSG_CMSG_CLOEXEC);
+	CHECK(n > 0);
+	*nfds = 0;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+		size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		memcpy(fds + *nfds, CMSG_DATA(cm), k * sizeof(int));
+		*nfds += k;
+	}
+	return (size_t)n;
+}
+
+static void poll_event(struct test_ctx *t, struct cd_command *ev, uint8_t page[CD_RING_SIZE])
+{
+	CHECK(test_ctx_poll(t, ev, page, TIMEOUT));
+}
+
+// Reads READ events of pipe `id` until its hang-up; returns the bytes.
+static uint8_t *drain_read_pipe(struct test_ctx *t, uint32_t id, size_t *size)
+{
+	uint8_t *data = malloc(2 * PAYLOAD);
+	CHECK(data != NULL);
+	*size = 0;
+	for (;;) {
+		struct cd_command ev;
+		uint8_t page[CD_RING_SIZE];
+		poll_event(t, &ev, page);
+		CHECK_EQ(ev.cmd, CD_CMD_READ);
+		CHECK_EQ(ev.u.rw.identifier, id);
+		CHECK(*size + ev.data_size <= 2 * PAYLOAD);
+		memcpy(data + *size, ev.data, ev.data_size);
+		*size += ev.data_size;
+		if (ev.u.rw.hang_up)
+			return data;
+	}
+}
+
+// wl_data_offer.receive in the guest: a READ_PIPE travels to the compositor
+// as a write end; what its writer sends comes back as READs, then hang-up.
+static void test_read_pipe(struct sdev_client *c)
+{
+	struct test_ctx t;
+	int wl;
+	open_ctx(c, 1, &t, &wl);
+	for (uint32_t round = 1; round <= 2; round++) {
+		uint32_t id = CD_READ_PIPE_ID_BASE + round, type = CD_ID_READ_PIPE;
+		uint8_t msg[8] = { 1, 2, 3, 4, 5, 6, 7, 8 }, got[64];
+		int fds[28];
+		size_t nfds;
+		CHECK_EQ(test_ctx_send(&t, msg, sizeof(msg), 1, &id, &type), 0);
+		CHECK_EQ(fake_recv(wl, got, sizeof(got), fds, &nfds), sizeof(msg));
+		CHECK_EQ(nfds, 1);
+		CHECK_EQ(fcntl(fds[0], F_GETFL) & O_ACCMODE, O_WRONLY);
+		pid_t writer = fork();
+		CHECK(writer >= 0);
+		if (writer == 0) {
+			uint8_t *data = malloc(PAYLOAD);
+			fill_pattern(data, PAYLOAD, round);
+			for (size_t off = 0; off < PAYLOAD;) {
+				ssize_t n = write(fds[0], data + off, PAYLOAD - off);
+				if (n <= 0)
+					_exit(1);
+				off += (size_t)n;
+			}
+			_exit(0);
+		}
+		close(fds[0]);
+		size_t size;
+		uint8_t *data = drain_read_pipe(&t, id, &size);
+		uint8_t *want = malloc(PAYLOAD);
+		fill_pattern(want, PAYLOAD, round);
+		CHECK_EQ(size, PAYLOAD);
+		CHECK(memcmp(data, want, PAYLOAD) == 0);
+		int status;
+		CHECK(waitpid(writer, &status, 0) == writer && WIFEXITED(status) &&
+		      WEXITSTATUS(status) == 0);
+		free(data);
+		free(want);
+	}
+	printf("read pipes: 2 x %u bytes byte-exact, EOF as hang-up\n", PAYLOAD);
+	test_ctx_destroy(&t);
+	close(wl);
+}
+
+static void write_all(struct test_ctx *t, uint32_t id, const uint8_t *data, size_t size)
+{
+	uint8_t cmd[CD_RING_SIZE];
+	for (size_t off = 0; off < size; off += CD_MAX_RW_DATA) {
+		uint32_t n = (uint32_t)SML_MIN((size_t)CD_MAX_RW_DATA, size - off);
+		size_t len = cd_encode_read_write(cmd, sizeof(cmd), CD_CMD_WRITE, false, id, false,
+						  data + off, n);
+		CHECK_EQ(sdev_client_exec(t->c, t->id, 0, 0, NULL, 0, cmd, len, NULL), 0);
+	}
+	size_t len = cd_encode_read_write(cmd, sizeof(cmd), CD_CMD_WRITE, false, id, true, NULL, 0);
+	CHECK_EQ(sdev_client_exec(t->c, t->id, 0, 0, NULL, 0, cmd, len, NULL), 0);
+}
+
+// wl_data_source.send from the compositor: a write end arrives as a
+// WRITE_PIPE identifier; the guest's WRITEs reach the reader, then EOF.
+static void test_write_pipe(struct sdev_client *c)
+{
+	struct test_ctx t;
+	int wl, p[2];
+	open_ctx(c, 1, &t, &wl);
+	CHECK(pipe2(p, O_CLOEXEC) == 0);
+	pid_t reader = fork();
+	CHECK(reader >= 0);
+	if (reader == 0) {
+		close(p[1]);
+		uint8_t *got = malloc(2 * PAYLOAD), *want = malloc(PAYLOAD);
+		size_t size = 0;
+		for (ssize_t n; (n = read(p[0], got + size, 2 * PAYLOAD - size)) > 0;)
+			size += (size_t)n;
+		fill_pattern(want, PAYLOAD, 7);
+		_exit(size == PAYLOAD && memcmp(got, want, PAYLOAD) == 0 ? 0 : 1);
+	}
+	close(p[0]);
+	uint32_t msg = 0xabcd;
+	fake_send(wl, &msg, sizeof(msg), &p[1], 1);
+	close(p[1]);
+	struct cd_command ev;
+	uint8_t page[CD_RING_SIZE];
+	poll_event(&t, &ev, page);
+	CHECK_EQ(ev.cmd, CD_CMD_RECEIVE);
+	CHECK_EQ(ev.u.sr.num_identifiers, 1);
+	CHECK_EQ(ev.u.sr.identifier_types[0], CD_ID_WRITE_PIPE);
+	CHECK_EQ(ev.data_size, 4);
+	uint8_t *data = malloc(PAYLOAD);
+	fill_pattern(data, PAYLOAD, 7);
+	write_all(&t, ev.u.sr.identifiers[0], data, PAYLOAD);
+	int status;
+	CHECK(waitpid(reader, &status, 0) == reader && WIFEXITED(status) &&
+	      WEXITSTATUS(status) == 0);
+	printf("write pipe: %u bytes byte-exact to the compositor's reader, then EOF\n", PAYLOAD);
+	free(data);
+	test_ctx_destroy(&t);
+	close(wl);
+}
+
+// Memory from the compositor (a keymap, say) becomes a blob id with its
+// size; the guest claims it once as a host blob and sees the bytes.
+static void test_fd_kinds(struct sdev_client *c)
+{
+	struct test_ctx t;
+	int wl, p[2], sp[2];
+	open_ctx(c, 1, &t, &wl);
+	int mem = sml_memfd_create("keymap", 5000);
+	CHECK(write(mem, "xkb_keymap {", 12) == 12);
+	CHECK(pipe2(p, O_CLOEXEC) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0);
+	int fds[3] = { mem, p[1], sp[0] };
+	uint32_t msg[2] = { 1, 2 };
+	fake_send(wl, msg, sizeof(msg), fds, 3);
+	close(p[1]); // the host holds the only write end now
+	struct cd_command ev;
+	uint8_t page[CD_RING_SIZE];
+	poll_event(&t, &ev, page);
+	CHECK_EQ(ev.u.sr.num_identifiers, 3);
+	CHECK_EQ(ev.u.sr.identifier_types[0], CD_ID_VIRTGPU_BLOB);
+	CHECK_EQ(ev.u.sr.identifier_sizes[0], 5000);
+	CHECK_EQ(ev.u.sr.identifier_types[1], CD_ID_WRITE_PIPE);
+	// A socket is neither memory nor a write pipe: the guest gets a pipe
+	// that discards, and the context lives on.
+	CHECK_EQ(ev.u.sr.identifier_types[2], CD_ID_WRITE_PIPE);
+
+	uint32_t blob = ev.u.sr.identifiers[0], res;
+	int fd;
+	CHECK_EQ(sdev_client_create_host_blob(c, 1, blob, 12288, &res, &fd), -EINVAL);
+	CHECK_EQ(sdev_client_create_host_blob(c, 1, blob, 8192, &res, &fd), 0);
+	char head[13] = { 0 };
+	CHECK(pread(fd, head, 12, 0) == 12 && strcmp(head, "xkb_keymap {") == 0);
+	CHECK_EQ(sdev_client_create_host_blob(c, 1, blob, 8192, &res, &(int){ 0 }), -ENOENT);
+	write_all(&t, ev.u.sr.identifiers[2], (const uint8_t *)"dropped", 7);
+	write_all(&t, ev.u.sr.identifiers[1], (const uint8_t *)"kept", 4);
+	char buf[8] = { 0 };
+	CHECK(read(p[0], buf, sizeof(buf)) == 4 && memcmp(buf, "kept", 4) == 0);
+	CHECK(read(p[0], buf, sizeof(buf)) == 0); // hang-up closed it
+
+	fake_send(wl, msg, sizeof(msg), NULL, 0); // still alive
+	poll_event(&t, &ev, page);
+	CHECK_EQ(ev.data_size, sizeof(msg));
+	close(fd);
+	close(mem);
+	close(p[0]);
+	close(sp[0]);
+	close(sp[1]);
+	test_ctx_destroy(&t);
+	close(wl);
+}
+
+static void test_eof(struct sdev_client *c)
+{
+	struct test_ctx t;
+	int wl;
+	open_ctx(c, 1, &t, &wl);
+	uint32_t last[2] = { 1, 8 << 16 };
+	fake_send(wl, last, sizeof(last), NULL, 0);
+	close(wl);
+	struct cd_command ev;
+	uint8_t page[CD_RING_SIZE];
+	poll_event(&t, &ev, page);
+	CHECK_EQ(ev.data_size, 8); // what was said before closing still arrives
+	poll_event(&t, &ev, page);
+	CHECK_EQ(ev.cmd, CD_CMD_RECEIVE);
+	CHECK(ev.data_size == 0 && ev.u.sr.num_identifiers == 0);
+	test_ctx_destroy(&t);
+}
+
+static void expect_lost(struct sdev_client *c, uint32_t ctx_id, const char *needle)
+{
+	struct test_msg *m = sdev_client_wait(c, SDEV_EVENT_CONTEXT_LOST, UINT32_MAX, ctx_id,
+					      TIMEOUT);
+	CHECK(m != NULL);
+	char reason[SDEV_MAX_REASON + 1] = { 0 };
+	memcpy(reason, m->msg.payload, m->msg.payload_size);
+	printf("  context %u lost: %s\n", ctx_id, reason);
+	CHECK(strstr(reason, needle) != NULL);
+	test_msg_free(m);
+}
+
+// A compositor that stops reading never blocks the daemon: requests queue
+// up to the limit, the other context keeps its round trips, and then the
+// stalled context alone is ended.
+static void test_compositor_not_reading(void)
+{
+	struct sdev_client *c = sdev_client_connect(small_sock);
+	struct test_ctx stalled, other;
+	int wl_stalled, wl_other;
+	open_ctx(c, 1, &stalled, &wl_stalled);
+	open_ctx(c, 2, &other, &wl_other);
+	static uint8_t chunk[CD_MAX_SEND_DATA];
+	size_t sent = 0;
+	int err = 0;
+	while (!err && sent < (8u << 20)) {
+		err = test_ctx_send(&stalled, chunk, sizeof(chunk), 0, NULL, NULL);
+		sent += err ? 0 : sizeof(chunk);
+		if (sent == 30 * sizeof(chunk)) {
+			uint32_t ping[2] = { 1, 8 << 16 };
+			uint8_t got[16];
+			int fds[28];
+			size_t nfds;
+			CHECK_EQ(test_ctx_send(&other, ping, sizeof(ping), 0, NULL, NULL), 0);
+			CHECK_EQ(fake_recv(wl_other, got, sizeof(got), fds, &nfds), sizeof(ping));
+			fake_send(wl_other, ping, sizeof(ping), NULL, 0);
+			struct cd_command ev;
+			uint8_t page[CD_RING_SIZE];
+			poll_event(&other, &ev, page);
+			CHECK_EQ(ev.data_size, sizeof(ping));
+		}
+	}
+	CHECK(err < 0);
+	printf("not reading: %zu bytes accepted before the limit\n", sent);
+	CHECK(sent >= 256u << 10);
+	expect_lost(c, 1, "not reading");
+	uint32_t ping[2] = { 1, 8 << 16 };
+	fake_send(wl_other, ping, sizeof(ping), NULL, 0);
+	struct cd_command ev;
+	uint8_t page[CD_RING_SIZE];
+	poll_event(&other, &ev, page);
+	CHECK_EQ(ev.data_size, sizeof(ping));
+	test_ctx_destroy(&stalled);
+	test_ctx_destroy(&other);
+	close(wl_stalled);
+	close(wl_other);
+	sdev_client_destroy(c);
+}
+
+static void test_pipe_limit(void)
+{
+	struct sdev_client *c = sdev_client_connect(small_sock);
+	struct test_ctx t;
+	int wl;
+	open_ctx(c, 1, &t, &wl);
+	uint32_t type = CD_ID_READ_PIPE, msg[2] = { 1, 8 << 16 };
+	for (uint32_t i = 1; i <= 4; i++) {
+		uint32_t id = CD_READ_PIPE_ID_BASE + i;
+		CHECK_EQ(test_ctx_send(&t, msg, sizeof(msg), 1, &id, &type), 0);
+	}
+	uint32_t id = CD_READ_PIPE_ID_BASE + 5;
+	CHECK(test_ctx_send(&t, msg, sizeof(msg), 1, &id, &type) < 0);
+	expect_lost(c, 1, "pipe");
+	test_ctx_destroy(&t);
+	close(wl);
+	sdev_client_destroy(c);
+}
+
+// Pipes both ways and claimed blobs, over and over: no fd stays behind.
+static void cycle_once(uint32_t i)
+{
+	struct sdev_client *c = sdev_client_connect(host_sock);
+	struct test_ctx t;
+	int wl, fds[28], p[2];
+	size_t nfds, size;
+	open_ctx(c, 1 + i % 4, &t, &wl);
+	uint32_t id = CD_READ_PIPE_ID_BASE + 1, type = CD_ID_READ_PIPE, msg[2] = { 1, 8 << 16 };
+	uint8_t got[64];
+	CHECK_EQ(test_ctx_send(&t, msg, sizeof(msg), 1, &id, &type), 0);
+	CHECK_EQ(fake_recv(wl, got, sizeof(got), fds, &nfds), sizeof(msg));
+	CHECK(write(fds[0], "abc", 3) == 3);
+	close(fds[0]);
+	free(drain_read_pipe(&t, id, &size));
+	CHECK_EQ(size, 3);
+
+	int mem = sml_memfd_create("blob", 100);
+	CHECK(pipe2(p, O_CLOEXEC) == 0);
+	int out[2] = { mem, p[1] };
+	fake_send(wl, msg, sizeof(msg), out, 2);
+	close(mem);
+	close(p[1]);
+	struct cd_command ev;
+	uint8_t page[CD_RING_SIZE];
+	poll_event(&t, &ev, page);
+	uint32_t res;
+	int fd;
+	CHECK_EQ(sdev_client_create_host_blob(c, t.id, ev.u.sr.identifiers[0], 4096, &res, &fd), 0);
+	close(fd);
+	write_all(&t, ev.u.sr.identifiers[1], (const uint8_t *)"xy", 2);
+	CHECK(read(p[0], got, sizeof(got)) == 2);
+	close(p[0]);
+	if (i % 2)
+		test_ctx_destroy(&t);
+	else
+		test_ctx_forget(&t); // the hang-up tears the host side down
+	close(wl);
+	sdev_client_destroy(c);
+}
+
+static void test_no_leaks(uint32_t cycles)
+{
+	usleep(200000);
+	int before = harness_count_fds(host_pid), own = harness_count_fds(getpid());
+	for (uint32_t i = 0; i < cycles; i++)
+		cycle_once(i);
+	usleep(200000);
+	int after = harness_count_fds(host_pid);
+	printf("leaks: %u pipe/blob cycles: host fds %d -> %d, test fds %d -> %d\n", cycles,
+	       before, after, own, harness_count_fds(getpid()));
+	CHECK_EQ(after, before);
+	CHECK_EQ(harness_count_fds(getpid()), own);
+}
+
+int main(void)
+{
+	const char *dir = harness_runtime_dir();
+	atexit(harness_cleanup);
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	snprintf(fake_path, sizeof(fake_path), "%s/scripted-compositor", dir);
+	snprintf(host_sock, sizeof(host_sock), "%s/host.sock", dir);
+	snprintf(small_sock, sizeof(small_sock), "%s/small.sock", dir);
+	fake_listener = fake_listen(fake_path);
+	host_pid = harness_start_host(host_sock, fake_path, "--log-level=info", NULL);
+	small_pid = harness_start_host(small_sock, fake_path, "--max-queue=256", "--max-pipes=4",
+				       NULL);
+
+	struct sdev_client *c = sdev_client_connect(host_sock);
+	int passed = 0;
+	printf("--- read pipes\n");
+	test_read_pipe(c), passed++;
+	printf("--- write pipe\n");
+	test_write_pipe(c), passed++;
+	printf("--- fd kinds from the compositor\n");
+	test_fd_kinds(c), passed++;
+	printf("--- compositor EOF\n");
+	test_eof(c), passed++;
+	sdev_client_destroy(c);
+	printf("--- compositor not reading\n");
+	test_compositor_not_reading(), passed++;
+	printf("--- pipe limit\n");
+	test_pipe_limit(), passed++;
+	printf("--- no leaks over 100 pipe cycles\n");
+	test_no_leaks(100), passed++;
+	CHECK_EQ(harness_stop(small_pid), 0);
+	CHECK_EQ(harness_stop(host_pid), 0);
+	printf("%d passed, 0 failed\n", passed);
+	return 0;
+}
