@@ -21,6 +21,15 @@ static void close_fds(const int *fds, size_t n)
 		close(fds[i]);
 }
 
+// Closes the first n queued fds (the peer has its own copies now).
+static void close_fds_of_queue(struct sml_wqueue *q, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		close(q->fds[i].fd);
+	memmove(q->fds, q->fds + n, (q->nfds - n) * sizeof(q->fds[0]));
+	q->nfds -= n;
+}
+
 void sml_wqueue_finish(struct sml_wqueue *q)
 {
 	for (size_t i = 0; i < q->nfds; i++)
@@ -64,23 +73,17 @@ int sml_wqueue_push(struct sml_wqueue *q, const void *data, size_t size,
 	return 0;
 }
 
-// Sends one chunk: at most 28 fds, and no byte past the first fd left
-// behind, so an fd never arrives after the bytes that refer to it.
-static ssize_t send_chunk(struct sml_wqueue *q, int fd, size_t *nfds_out)
+// One sendmsg (or write, which also serves pipes) of bytes and fds.
+static ssize_t send_bytes(int fd, const uint8_t *data, size_t size, const int *fds,
+			  size_t nfds)
 {
-	size_t nfds = SML_MIN(q->nfds, (size_t)SML_WQUEUE_FDS_PER_SEND);
-	size_t bytes = q->len;
-	if (q->nfds > nfds)
-		bytes = SML_MIN(bytes, (size_t)(q->fds[nfds].pos - q->pos));
-	*nfds_out = nfds;
-	if (nfds == 0) // write() also serves pipes, where sendmsg fails
-		return write(fd, q->data + q->head, bytes);
-
+	if (nfds == 0)
+		return write(fd, data, size);
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * SML_WQUEUE_FDS_PER_SEND)];
 		struct cmsghdr align;
 	} ctrl;
-	struct iovec iov = { .iov_base = q->data + q->head, .iov_len = bytes };
+	struct iovec iov = { .iov_base = (void *)data, .iov_len = size };
 	struct msghdr msg = {
 		.msg_iov = &iov,
 		.msg_iovlen = 1,
@@ -91,17 +94,32 @@ static ssize_t send_chunk(struct sml_wqueue *q, int fd, size_t *nfds_out)
 	cmsg->cmsg_level = SOL_SOCKET;
 	cmsg->cmsg_type = SCM_RIGHTS;
 	cmsg->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+	memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * nfds);
+	ssize_t n;
+	do
+		n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
+// Sends one chunk: at most 28 fds, and no byte past the first fd left
+// behind, so an fd never arrives after the bytes that refer to it.
+static ssize_t send_chunk(struct sml_wqueue *q, int fd, size_t *nfds_out)
+{
+	size_t nfds = SML_MIN(q->nfds, (size_t)SML_WQUEUE_FDS_PER_SEND);
+	size_t bytes = q->len;
+	int fds[SML_WQUEUE_FDS_PER_SEND];
+	if (q->nfds > nfds)
+		bytes = SML_MIN(bytes, (size_t)(q->fds[nfds].pos - q->pos));
 	for (size_t i = 0; i < nfds; i++)
-		memcpy(CMSG_DATA(cmsg) + i * sizeof(int), &q->fds[i].fd, sizeof(int));
-	return sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		fds[i] = q->fds[i].fd;
+	*nfds_out = nfds;
+	return send_bytes(fd, q->data + q->head, bytes, fds, nfds);
 }
 
 static void consume(struct sml_wqueue *q, size_t bytes, size_t nfds)
 {
-	for (size_t i = 0; i < nfds; i++)
-		close(q->fds[i].fd);
-	memmove(q->fds, q->fds + nfds, (q->nfds - nfds) * sizeof(q->fds[0]));
-	q->nfds -= nfds;
+	close_fds_of_queue(q, nfds);
 	q->head += bytes;
 	q->len -= bytes;
 	q->pos += bytes;
@@ -125,9 +143,27 @@ int sml_wqueue_flush(struct sml_wqueue *q, int fd)
 	return 0;
 }
 
+// With nothing queued, bytes go straight from the caller's buffer; only what
+// the peer does not take now is copied into the queue.
 int sml_wqueue_send(struct sml_wqueue *q, int fd, const void *data, size_t size,
 		    const int *fds, size_t nfds)
 {
-	int ret = sml_wqueue_push(q, data, size, fds, nfds);
-	return ret < 0 ? ret : sml_wqueue_flush(q, fd);
+	if (!sml_wqueue_empty(q) || nfds > SML_WQUEUE_FDS_PER_SEND || size == 0) {
+		int ret = sml_wqueue_push(q, data, size, fds, nfds);
+		return ret < 0 ? ret : sml_wqueue_flush(q, fd);
+	}
+	ssize_t n = send_bytes(fd, data, size, fds, nfds);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+		int err = -errno;
+		close_fds(fds, nfds);
+		return err;
+	}
+	if (n < 0) // nothing went: queue it all, fds included
+		return sml_wqueue_push(q, data, size, fds, nfds) < 0 ? -ENOBUFS : 1;
+	close_fds(fds, nfds); // sent with the first byte
+	q->pos += (size_t)n;
+	if ((size_t)n == size)
+		return 0;
+	int ret = sml_wqueue_push(q, (const uint8_t *)data + n, size - (size_t)n, NULL, 0);
+	return ret < 0 ? ret : 1;
 }

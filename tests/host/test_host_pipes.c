@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -380,6 +381,80 @@ static void test_pipe_limit(void)
 	sdev_client_destroy(c);
 }
 
+// Per-connection limits answer with clear errors and end nothing else.
+static void test_limits(void)
+{
+	struct sdev_client *c = sdev_client_connect(small_sock);
+	for (uint32_t id = 1; id <= 3; id++)
+		CHECK_EQ(sdev_client_context_init(c, id, CD_CAPSET_ID, 2, 2), 0);
+	CHECK_EQ(sdev_client_context_init(c, 4, CD_CAPSET_ID, 2, 2), -ENOSPC);
+	int big = sml_memfd_create("big", 2u << 20);
+	uint32_t res;
+	CHECK_EQ(sdev_client_create_guest_blob(c, 1, big, 2u << 20, &res), -ENOMEM);
+	int fd = sml_memfd_create("small", 4096);
+	for (int i = 0; i < 8; i++)
+		CHECK_EQ(sdev_client_create_guest_blob(c, 1, fd, 4096, &res), 0);
+	CHECK_EQ(sdev_client_create_guest_blob(c, 1, fd, 4096, &res), -ENOSPC);
+	struct sdev_resource r = { .res_handle = res };
+	uint32_t seq = sdev_client_send(c, SDEV_RESOURCE_DESTROY, SDEV_FLAG_REPLY, 1, &r,
+					sizeof(r), NULL, 0, NULL, 0);
+	struct test_msg *m = sdev_client_wait(c, TEST_ANY_REPLY, seq, UINT32_MAX, TIMEOUT);
+	CHECK(m && m->msg.hdr.type == SDEV_REPLY_OK);
+	test_msg_free(m);
+	CHECK_EQ(sdev_client_create_guest_blob(c, 1, fd, 4096, &res), 0); // room again
+	close(fd);
+	close(big);
+
+	// Connections: the limit counts this one too.
+	struct sdev_client *more[3];
+	for (int i = 0; i < 3; i++)
+		CHECK((more[i] = sdev_client_connect(small_sock)) != NULL);
+	struct sdev_client *refused = sdev_client_connect_raw(small_sock);
+	CHECK(refused != NULL && sdev_client_wait_eof(refused, TIMEOUT));
+	sdev_client_destroy(refused);
+	for (int i = 0; i < 3; i++)
+		sdev_client_destroy(more[i]);
+	sdev_client_destroy(c);
+	printf("limits: contexts 3, resources 8, memory 1 MiB, connections 4 enforced\n");
+}
+
+static int free_tcp_port(void)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(addr);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+	CHECK(getsockname(fd, (struct sockaddr *)&addr, &len) == 0);
+	close(fd);
+	return ntohs(addr.sin_port);
+}
+
+// TCP carries no fds: the handshake says so, requests that need none work,
+// and those that need one fail with a reason instead of misbehaving.
+static void test_tcp(int port)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+	struct sdev_client *c = sdev_client_from_fd(fd);
+	struct sdev_hello hello = { .magic = SDEV_MAGIC, .version = SDEV_VERSION,
+				    .features = SDEV_FEATURE_FD_PASSING };
+	uint32_t seq = sdev_client_send(c, SDEV_HELLO, 0, 0, &hello, sizeof(hello), NULL, 0,
+					NULL, 0);
+	struct test_msg *m = sdev_client_wait(c, SDEV_REPLY_HELLO, seq, UINT32_MAX, TIMEOUT);
+	CHECK(m != NULL);
+	CHECK_EQ(m->msg.u.hello.features, 0);
+	test_msg_free(m);
+	CHECK_EQ(sdev_client_context_init(c, 1, CD_CAPSET_ID, 2, 2), 0);
+	uint32_t res;
+	int blob_fd;
+	CHECK_EQ(sdev_client_create_guest_blob(c, 1, -1, 4096, &res), -EINVAL);
+	CHECK_EQ(sdev_client_create_host_blob(c, 1, 1, 4096, &res, &blob_fd), -EOPNOTSUPP);
+	sdev_client_destroy(c);
+	printf("tcp: handshake without fd passing on port %d\n", port);
+}
+
 // Pipes both ways and claimed blobs, over and over: no fd stays behind.
 static void cycle_once(uint32_t i)
 {
@@ -445,9 +520,13 @@ int main(void)
 	snprintf(host_sock, sizeof(host_sock), "%s/host.sock", dir);
 	snprintf(small_sock, sizeof(small_sock), "%s/small.sock", dir);
 	fake_listener = fake_listen(fake_path);
-	host_pid = harness_start_host(host_sock, fake_path, "--log-level=info", NULL);
+	int port = free_tcp_port();
+	char tcp_arg[64];
+	snprintf(tcp_arg, sizeof(tcp_arg), "--tcp=127.0.0.1:%d", port);
+	host_pid = harness_start_host(host_sock, fake_path, "--log-level=info", tcp_arg, NULL);
 	small_pid = harness_start_host(small_sock, fake_path, "--max-queue=256", "--max-pipes=4",
-				       NULL);
+				       "--max-contexts=3", "--max-resources=8", "--max-memory=1",
+				       "--max-connections=4", NULL);
 
 	struct sdev_client *c = sdev_client_connect(host_sock);
 	int passed = 0;
@@ -464,6 +543,11 @@ int main(void)
 	test_compositor_not_reading(), passed++;
 	printf("--- pipe limit\n");
 	test_pipe_limit(), passed++;
+	printf("--- tcp\n");
+	test_tcp(port), passed++;
+	printf("--- limits\n");
+	usleep(100000); // the daemon reaps closed connections from its loop
+	test_limits(), passed++;
 	printf("--- no leaks over 100 pipe cycles\n");
 	test_no_leaks(100), passed++;
 	CHECK_EQ(harness_stop(small_pid), 0);

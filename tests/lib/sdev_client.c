@@ -24,6 +24,11 @@ struct sdev_client *sdev_client_connect_raw(const char *path)
 			close(fd);
 		return NULL;
 	}
+	return sdev_client_from_fd(fd);
+}
+
+struct sdev_client *sdev_client_from_fd(int fd)
+{
 	struct sdev_client *c = calloc(1, sizeof(*c));
 	CHECK(c != NULL);
 	c->fd = fd;

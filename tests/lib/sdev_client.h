@@ -36,6 +36,8 @@ struct sdev_client {
 struct sdev_client *sdev_client_connect(const char *path);
 // Connects without the handshake.
 struct sdev_client *sdev_client_connect_raw(const char *path);
+// Wraps a connected socket (TCP, say), without the handshake.
+struct sdev_client *sdev_client_from_fd(int fd);
 void sdev_client_destroy(struct sdev_client *c);
 
 // Sends one message with body parts (a, then b), returns its seq.

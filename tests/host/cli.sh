@@ -1,0 +1,41 @@
+#!/bin/sh
+# sommelier-host's command line, config file and signal handling.
+set -u
+bin=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+"$bin" --help > "$tmp/help" || fail "--help exited $?"
+grep -q -- "--display" "$tmp/help" || fail "--help does not list --display"
+grep -q -- "--max-queue" "$tmp/help" || fail "--help does not list --max-queue"
+"$bin" --version | grep -qx "sommelier-host [0-9.]*" || fail "--version"
+
+"$bin" --max-pipes=abc 2> "$tmp/err"; [ $? -eq 2 ] || fail "bad value not exit 2"
+grep -q "max-pipes" "$tmp/err" || fail "bad value message does not name the option"
+"$bin" --no-such-option 2>/dev/null; [ $? -eq 2 ] || fail "unknown option not exit 2"
+"$bin" stray-argument 2>/dev/null; [ $? -eq 2 ] || fail "stray argument not exit 2"
+"$bin" --config="$tmp/missing.conf" --version 2>/dev/null; [ $? -eq 2 ] || fail "missing explicit config accepted"
+
+printf '[host]\nmax-pipes = 8\nno-such-key = 1\n' > "$tmp/bad.conf"
+"$bin" --config="$tmp/bad.conf" --version 2> "$tmp/err"; [ $? -eq 2 ] || fail "unknown config key accepted"
+grep -q "no-such-key" "$tmp/err" || fail "config error does not name the key"
+printf '[host]\nmax-pipes = 8\nlog-level = debug\n[sommelier]\nanything = 1\n' > "$tmp/good.conf"
+"$bin" --config="$tmp/good.conf" --version > /dev/null || fail "valid config rejected"
+
+# Runs, listens, and on SIGTERM exits 0 removing its socket and lock.
+mkdir -m 700 "$tmp/run"
+XDG_RUNTIME_DIR="$tmp/run" "$bin" --display=nothing-here &
+pid=$!
+i=0
+while [ ! -S "$tmp/run/sommelier-host.sock" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+[ -S "$tmp/run/sommelier-host.sock" ] || fail "default socket not created"
+# A second daemon on the same socket refuses to start instead of stealing it.
+XDG_RUNTIME_DIR="$tmp/run" "$bin" 2>/dev/null; [ $? -ne 0 ] || fail "second daemon started"
+[ -S "$tmp/run/sommelier-host.sock" ] || fail "second daemon removed the socket"
+kill -TERM $pid
+wait $pid; status=$?
+[ $status -eq 0 ] || fail "SIGTERM exit status $status"
+[ ! -e "$tmp/run/sommelier-host.sock" ] || fail "socket left behind"
+[ ! -e "$tmp/run/sommelier-host.sock.lock" ] || fail "lock left behind"
+echo "cli: 1 passed, 0 failed"
