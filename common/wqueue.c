@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "util.h"
 
 void sml_wqueue_init(struct sml_wqueue *q, size_t limit)
@@ -73,33 +74,13 @@ int sml_wqueue_push(struct sml_wqueue *q, const void *data, size_t size,
 	return 0;
 }
 
-// One sendmsg (or write, which also serves pipes) of bytes and fds.
+// One sendmsg, or a write() for fd-less bytes, which also serves pipes.
 static ssize_t send_bytes(int fd, const uint8_t *data, size_t size, const int *fds,
 			  size_t nfds)
 {
 	if (nfds == 0)
 		return write(fd, data, size);
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * SML_WQUEUE_FDS_PER_SEND)];
-		struct cmsghdr align;
-	} ctrl;
-	struct iovec iov = { .iov_base = (void *)data, .iov_len = size };
-	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = ctrl.buf,
-		.msg_controllen = CMSG_SPACE(sizeof(int) * nfds),
-	};
-	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
-	cmsg->cmsg_level = SOL_SOCKET;
-	cmsg->cmsg_type = SCM_RIGHTS;
-	cmsg->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-	memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * nfds);
-	ssize_t n;
-	do
-		n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
-	return n;
+	return sml_send_fds(fd, data, size, fds, nfds, MSG_DONTWAIT);
 }
 
 // Sends one chunk: at most 28 fds, and no byte past the first fd left

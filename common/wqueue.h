@@ -2,6 +2,7 @@
 // A bounded outgoing byte stream with file descriptors attached to byte
 // positions. Writers never block: whatever the peer does not take now stays
 // queued (up to `limit` bytes) and is flushed when the fd becomes writable.
+// Pipes are written with write(), so processes using this ignore SIGPIPE.
 #ifndef SML_WQUEUE_H
 #define SML_WQUEUE_H
 

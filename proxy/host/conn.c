@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "device.h"
+#include "fdpass.h"
 #include "log.h"
 #include "server.h"
 #include "util.h"
@@ -216,48 +217,23 @@ static void conn_process(struct host_conn *conn)
 	conn->in_len -= off;
 }
 
-static bool conn_stash_fds(struct host_conn *conn, struct msghdr *msg)
-{
-	bool ok = !(msg->msg_flags & MSG_CTRUNC);
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < n; i++) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (conn->in_nfds < SML_ARRAY_LEN(conn->in_fds))
-				conn->in_fds[conn->in_nfds++] = fd;
-			else
-				ok = (close(fd), false);
-		}
-	}
-	return ok;
-}
-
 // Returns false when the connection is gone.
 static bool conn_read(struct host_conn *conn)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 32)];
-		struct cmsghdr align;
-	} ctrl;
-	struct iovec iov = {
-		.iov_base = conn->in + conn->in_len,
-		.iov_len = SDEV_MAX_MSG_SIZE - conn->in_len,
-	};
-	struct msghdr msg = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf),
-	};
-	ssize_t n = recvmsg(conn->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	size_t nfds;
+	bool truncated;
+	ssize_t n = sml_recv_fds(conn->fd, conn->in + conn->in_len,
+				 SDEV_MAX_MSG_SIZE - conn->in_len, conn->in_fds + conn->in_nfds,
+				 SML_ARRAY_LEN(conn->in_fds) - conn->in_nfds, &nfds, &truncated,
+				 MSG_DONTWAIT);
+	if (n < 0 && errno == EAGAIN)
 		return true;
 	if (n <= 0) {
 		host_conn_kill(conn, n == 0 ? "guest hung up" : strerror(errno));
 		return false;
 	}
-	if (!conn_stash_fds(conn, &msg)) {
+	conn->in_nfds += nfds;
+	if (truncated) {
 		host_conn_kill(conn, "too many fds in flight");
 		return false;
 	}

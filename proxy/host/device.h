@@ -67,6 +67,7 @@ struct host_conn {
 	int fd;
 	struct wl_event_source *source;
 	bool dead; // being torn down: handlers must return at once
+	struct wl_event_source *reap; // may be NULL: the pending destroy of a dead conn
 	bool hello_done;
 	uint64_t features;
 	char name[64]; // for logs: "conn 3 (unix)"

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "device.h"
+#include "fdpass.h"
 #include "image.h"
 #include "log.h"
 #include "util.h"
@@ -252,26 +253,17 @@ struct received {
 	uint32_t ids[CD_MAX_IDENTIFIERS], types[CD_MAX_IDENTIFIERS], sizes[CD_MAX_IDENTIFIERS];
 };
 
-static bool classify_all(struct host_xd *xd, struct msghdr *msg, struct received *r)
+// Classifies every fd; on failure the rest are closed.
+static bool classify_all(struct host_xd *xd, const int *fds, size_t nfds, struct received *r)
 {
-	bool ok = !(msg->msg_flags & MSG_CTRUNC);
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < n; i++) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (!ok || r->n >= CD_MAX_IDENTIFIERS) {
-				close(fd);
-				ok = false;
-			} else if (classify_fd(xd, fd, &r->ids[r->n], &r->types[r->n],
-					       &r->sizes[r->n])) {
-				r->n++;
-			} else {
-				ok = false;
-			}
-		}
+	bool ok = true;
+	for (size_t i = 0; i < nfds; i++) {
+		if (ok && classify_fd(xd, fds[i], &r->ids[r->n], &r->types[r->n], &r->sizes[r->n]))
+			r->n++;
+		else if (ok)
+			ok = false; // classify_fd closed it
+		else
+			close(fds[i]);
 	}
 	return ok;
 }
@@ -311,16 +303,11 @@ static bool produce_from_compositor(struct host_xd *xd)
 		return !xd->poll_pending;
 	}
 	uint8_t data[CD_MAX_SEND_DATA];
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * CD_MAX_IDENTIFIERS)];
-		struct cmsghdr align;
-	} ctrl;
-	struct iovec iov = { .iov_base = data, .iov_len = sizeof(data) };
-	struct msghdr msg = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf),
-	};
-	ssize_t n = recvmsg(xd->wl_fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	int fds[CD_MAX_IDENTIFIERS];
+	size_t nfds;
+	bool truncated;
+	ssize_t n = sml_recv_fds(xd->wl_fd, data, sizeof(data), fds, CD_MAX_IDENTIFIERS, &nfds,
+				 &truncated, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return false;
 	if (n <= 0) {
@@ -331,7 +318,7 @@ static bool produce_from_compositor(struct host_xd *xd)
 		return true;
 	}
 	struct received r = { 0 };
-	if (!classify_all(xd, &msg, &r)) {
+	if (!classify_all(xd, fds, nfds, &r) || truncated) {
 		xd_fail(xd, -EPROTO, "compositor fds cannot be carried (over %u, or a limit)",
 			CD_MAX_IDENTIFIERS);
 		return true;

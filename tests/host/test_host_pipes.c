@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "harness.h"
 #include "sdev_client.h"
 #include "util.h"
@@ -67,43 +68,17 @@ static void open_ctx(struct sdev_client *c, uint32_t id, struct test_ctx *t, int
 
 static void fake_send(int wl, const void *data, size_t size, const int *fds, size_t nfds)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 28)];
-		struct cmsghdr align;
-	} ctrl;
-	struct iovec iov = { .iov_base = (void *)data, .iov_len = size };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (nfds) {
-		msg.msg_control = ctrl.buf;
-		msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-		*cm = (struct cmsghdr){ .cmsg_len = CMSG_LEN(sizeof(int) * nfds),
-					.cmsg_level = SOL_SOCKET, .cmsg_type = SCM_RIGHTS };
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	}
-	CHECK(sendmsg(wl, &msg, MSG_NOSIGNAL) == (ssize_t)size);
+	CHECK(sml_send_fds(wl, data, size, fds, nfds, 0) == (ssize_t)size);
 }
 
 // Receives what the host wrote to the compositor; returns bytes, fills fds.
 static size_t fake_recv(int wl, void *buf, size_t cap, int *fds, size_t *nfds)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 28)];
-		struct cmsghdr align;
-	} ctrl;
 	struct pollfd pfd = { .fd = wl, .events = POLLIN };
+	bool truncated;
 	CHECK(poll(&pfd, 1, TIMEOUT) == 1);
-	struct iovec iov = { .iov_base = buf, .iov_len = cap };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl.buf,
-			      .msg_controllen = sizeof(ctrl.buf) };
-	ssize_t n = recvmsg(wl, &msg, MSG_CMSG_CLOEXEC);
-	CHECK(n > 0);
-	*nfds = 0;
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-		size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		memcpy(fds + *nfds, CMSG_DATA(cm), k * sizeof(int));
-		*nfds += k;
-	}
+	ssize_t n = sml_recv_fds(wl, buf, cap, fds, 28, nfds, &truncated, 0);
+	CHECK(n > 0 && !truncated);
 	return (size_t)n;
 }
 

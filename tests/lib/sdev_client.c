@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "harness.h"
 #include "util.h"
 
@@ -74,22 +75,7 @@ void sdev_client_destroy(struct sdev_client *c)
 static void send_all(struct sdev_client *c, const void *data, size_t size, const int *fds,
 		     size_t nfds)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * SDEV_MAX_FDS)];
-		struct cmsghdr align;
-	} ctrl;
-	struct iovec iov = { .iov_base = (void *)data, .iov_len = size };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (nfds) {
-		msg.msg_control = ctrl.buf;
-		msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
-		cmsg->cmsg_level = SOL_SOCKET;
-		cmsg->cmsg_type = SCM_RIGHTS;
-		cmsg->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * nfds);
-	}
-	ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+	ssize_t n = sml_send_fds(c->fd, data, size, fds, nfds, 0);
 	if (n < 0 && errno == EPIPE)
 		return; // the host closed us; the test's next wait will see it
 	CHECK(n == (ssize_t)size);
@@ -122,22 +108,15 @@ static bool read_some(struct sdev_client *c, int timeout_ms)
 	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
 	if (poll(&pfd, 1, timeout_ms) <= 0)
 		return false;
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 16)];
-		struct cmsghdr align;
-	} ctrl;
-	struct iovec iov = { .iov_base = c->in + c->in_len, .iov_len = sizeof(c->in) - c->in_len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl.buf,
-			      .msg_controllen = sizeof(ctrl.buf) };
-	ssize_t n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC);
+	size_t nfds;
+	bool truncated;
+	ssize_t n = sml_recv_fds(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len,
+				 c->in_fds + c->in_nfds, SML_ARRAY_LEN(c->in_fds) - c->in_nfds,
+				 &nfds, &truncated, 0);
+	c->in_nfds += nfds;
+	CHECK(!truncated);
 	if (n <= 0)
 		return false;
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-		size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		CHECK(c->in_nfds + k <= SML_ARRAY_LEN(c->in_fds));
-		memcpy(c->in_fds + c->in_nfds, CMSG_DATA(cm), k * sizeof(int));
-		c->in_nfds += k;
-	}
 	c->in_len += (size_t)n;
 	return true;
 }
