@@ -135,6 +135,7 @@ void host_conn_send(struct host_conn *conn, uint16_t type, uint32_t seq, uint32_
 	conn_flush(conn);
 }
 
+__attribute__((format(printf, 7, 0)))
 static void conn_send_error_v(struct host_conn *conn, uint16_t type, uint16_t req_type,
 			      uint32_t seq, uint32_t ctx_id, int err, const char *fmt,
 			      va_list ap)

@@ -109,7 +109,7 @@ void host_conn_reply_error(struct host_conn *conn, const struct sdev_header *req
 			   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 void host_conn_send_lost(struct host_conn *conn, uint32_t ctx_id, int err,
-			 const char *fmt, va_list ap);
+			 const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
 
 // device.c: the operations.
 void host_device_dispatch(struct host_conn *conn, const struct sdev_msg *msg,
