@@ -43,7 +43,8 @@ static bool reserve(struct sml_wqueue *q, size_t size)
 {
 	if (q->head + q->len + size <= q->cap)
 		return true;
-	memmove(q->data, q->data + q->head, q->len);
+	if (q->len)
+		memmove(q->data, q->data + q->head, q->len);
 	q->head = 0;
 	if (q->len + size <= q->cap)
 		return true;
@@ -69,7 +70,8 @@ int sml_wqueue_push(struct sml_wqueue *q, const void *data, size_t size,
 	uint64_t pos = q->pos + q->len;
 	for (size_t i = 0; i < nfds; i++)
 		q->fds[q->nfds++] = (struct sml_wqueue_fd){ .fd = fds[i], .pos = pos };
-	memcpy(q->data + q->head + q->len, data, size);
+	if (size)
+		memcpy(q->data + q->head + q->len, data, size);
 	q->len += size;
 	return 0;
 }

@@ -98,9 +98,10 @@ static void send_message(int fd, const uint8_t *msg, size_t len)
 	struct sdev_header hdr;
 	struct sdev_create_blob blob;
 	int mem = -1;
-	memcpy(&hdr, msg, sizeof(hdr));
-	if (hdr.type == SDEV_RESOURCE_CREATE_BLOB && hdr.num_fds == 1 &&
-	    len >= sizeof(hdr) + sizeof(blob)) {
+	if (len >= sizeof(hdr) + sizeof(blob))
+		memcpy(&hdr, msg, sizeof(hdr));
+	if (len >= sizeof(hdr) + sizeof(blob) && hdr.type == SDEV_RESOURCE_CREATE_BLOB &&
+	    hdr.num_fds == 1) {
 		memcpy(&blob, msg + sizeof(hdr), sizeof(blob));
 		mem = sml_memfd_create("fuzz-guest", SML_MIN(blob.size, (uint64_t)MAX_BLOB));
 	}
