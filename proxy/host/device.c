@@ -61,23 +61,27 @@ static bool cannot_shrink(int fd)
 	return seals >= 0 && (seals & F_SEAL_SHRINK);
 }
 
+// Maps only the bytes the host touches, and only bytes the file has.
 void *host_resource_map(struct host_resource *res, size_t size)
 {
+	struct stat st;
 	if (res->map)
-		return res->map;
-	if (res->fd < 0 || res->size < size)
+		return size <= res->map_size ? res->map : NULL;
+	if (res->fd < 0 || res->size < size || fstat(res->fd, &st) < 0 ||
+	    (uint64_t)st.st_size < size)
 		return NULL;
 	if (!cannot_shrink(res->fd)) {
 		sml_warn("resource %u: not a shrink-sealed memfd; refusing to map it",
 			 res->handle);
 		return NULL;
 	}
-	void *map = mmap(NULL, res->size, PROT_READ | PROT_WRITE, MAP_SHARED, res->fd, 0);
+	void *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, res->fd, 0);
 	if (map == MAP_FAILED) {
 		sml_log_errno(SML_LOG_WARN, "mmap of resource %u", res->handle);
 		return NULL;
 	}
 	res->map = map;
+	res->map_size = size;
 	return map;
 }
 
@@ -153,7 +157,7 @@ void host_ctx_signal_fence(struct host_ctx *ctx, uint32_t seq)
 static void resource_destroy(struct host_conn *conn, struct host_resource *res)
 {
 	if (res->map)
-		munmap(res->map, res->size);
+		munmap(res->map, res->map_size);
 	sml_close(&res->fd);
 	conn->memory -= res->size;
 	conn->resources[res->handle - 1] = NULL;
@@ -389,8 +393,9 @@ static int blob_memory(struct host_ctx *ctx, const struct sdev_msg *msg, const i
 		return *why = "unknown blob_mem", -EINVAL;
 	if (msg->hdr.num_fds != 1)
 		return *why = "a guest blob needs its memory fd", -EINVAL;
+	// A wl_shm pool may end mid-page; its blob is the page-rounded size.
 	struct stat st;
-	if (fstat(fds[0], &st) < 0 || (uint64_t)st.st_size < b->size)
+	if (fstat(fds[0], &st) < 0 || sml_page_round_up((uint64_t)st.st_size) < b->size)
 		return *why = "guest fd is smaller than the blob", -EINVAL;
 	*fd_out = fds[0];
 	return 0;

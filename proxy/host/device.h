@@ -37,6 +37,7 @@ struct host_resource {
 	uint64_t size;
 	int fd;
 	void *map; // may be NULL: mapped on first use as a ring
+	size_t map_size;
 	uint32_t busy; // unsignalled fences whose execbuffer listed it
 };
 

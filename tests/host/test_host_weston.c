@@ -459,6 +459,16 @@ static void test_bad_init(void)
 	len = cd_encode_init(cmd, sizeof(cmd), res, res, CD_CHANNEL_X11);
 	CHECK(sdev_client_exec(c, 2, 0, 0, NULL, 0, cmd, len, NULL) < 0);
 	expect_lost(c, 2, "X11 channel");
+
+	// A pool may end mid-page and still be a blob; a ring must be whole.
+	CHECK_EQ(sdev_client_context_init(c, 3, CD_CAPSET_ID, 2, 2), 0);
+	int short_fd = sml_memfd_create("short", 3000);
+	CHECK_EQ(sdev_client_create_guest_blob(c, 3, short_fd, 4096, &res), 0);
+	CHECK_EQ(sdev_client_create_guest_blob(c, 3, short_fd, 8192, &res), -EINVAL);
+	len = cd_encode_init(cmd, sizeof(cmd), res, res, CD_CHANNEL_WAYLAND);
+	CHECK(sdev_client_exec(c, 3, 0, 0, NULL, 0, cmd, len, NULL) < 0);
+	expect_lost(c, 3, "ring shorter than a page");
+	close(short_fd);
 	close(fd);
 	close(sealed);
 	sdev_client_destroy(c);

@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: MIT
+// A cross-domain Wayland channel: one guest client's connection to the host
+// compositor. libwayland-client talks over one end of a socketpair; the
+// channel pumps the other end through a vgpu device, turning fds into
+// identifiers on the way out (memfds -> blobs, pipe write ends -> read pipes)
+// and identifiers into fds on the way in (blobs -> fds, write pipes -> local
+// pipes whose reads become WRITE commands).
+#ifndef SML_GUEST_CHANNEL_H
+#define SML_GUEST_CHANNEL_H
+
+#include <stdbool.h>
+#include <wayland-server-core.h>
+
+struct vgpu_dev;
+struct guest_channel;
+
+struct guest_channel_listener {
+	// The host side ended: compositor EOF, device error, context lost.
+	// The socketpair end is shut down too, so libwayland-client sees EOF.
+	void (*closed)(void *data, const char *reason);
+};
+
+// Takes ownership of dev (context_init not yet done). On success *wl_fd is
+// the fd for wl_display_connect_to_fd (the caller owns it).
+struct guest_channel *guest_channel_create(struct wl_event_loop *loop, struct vgpu_dev *dev,
+					   const struct guest_channel_listener *listener,
+					   void *data, int *wl_fd);
+void guest_channel_destroy(struct guest_channel *ch);
+
+#endif
