@@ -1,5 +1,6 @@
 #include "protocols.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,15 +16,27 @@ static int compare_name(const void *key, const void *elem)
 	return strcmp(key, (*iface)->name);
 }
 
-const struct wl_interface *sml_protocols_find(const char *name)
+static const struct wl_interface *const *find_entry(const char *name)
 {
-	const struct wl_interface *const *found;
-
 	if (!name)
 		return NULL;
-	found = bsearch(name, sml_protocols_table, TABLE_LEN,
-			sizeof(sml_protocols_table[0]), compare_name);
+	return bsearch(name, sml_protocols_table, TABLE_LEN, sizeof(sml_protocols_table[0]),
+		       compare_name);
+}
+
+const struct wl_interface *sml_protocols_find(const char *name)
+{
+	const struct wl_interface *const *found = find_entry(name);
+
 	return found ? *found : NULL;
+}
+
+uint64_t sml_protocols_destructors(const struct wl_interface *iface)
+{
+	const struct wl_interface *const *found = iface ? find_entry(iface->name) : NULL;
+
+	return found && *found == iface ? sml_protocols_destructor_masks[found - sml_protocols_table]
+					: 0;
 }
 
 size_t sml_protocols_count(void)

@@ -7,10 +7,16 @@
 #define SML_PROTOCOLS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <wayland-util.h>
 
 /* The interface with exactly this name, or NULL if none is compiled in. */
 const struct wl_interface *sml_protocols_find(const char *name);
+
+/* Requests of a compiled-in interface marked type="destructor" in its XML,
+ * as a bit per opcode (0 for unknown interfaces). wl_message has no such
+ * flag, and forwarding must destroy the host object with the request. */
+uint64_t sml_protocols_destructors(const struct wl_interface *iface);
 
 /* Number of interfaces; sml_protocols_at(0 .. count-1) lists them sorted by
  * name (strcmp order). sml_protocols_at returns NULL when i is out of range. */

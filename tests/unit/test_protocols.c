@@ -133,9 +133,33 @@ static void test_table(void)
 	assert(count > (SML_HAVE_PLASMA_PROTOCOLS ? 150 : 100));
 }
 
+static uint64_t bit(unsigned opcode)
+{
+	return 1ull << opcode;
+}
+
+/* Destructor requests as the XML marks them. */
+static void test_destructors(void)
+{
+	assert(sml_protocols_destructors(sml_protocols_find("wl_surface")) == bit(0));
+	assert(sml_protocols_destructors(sml_protocols_find("wl_buffer")) == bit(0));
+	assert(sml_protocols_destructors(sml_protocols_find("wl_callback")) == 0);
+	assert(sml_protocols_destructors(sml_protocols_find("wl_compositor")) == 0);
+	/* wl_seat.release (opcode 3, since 5), wl_pointer.release (1). */
+	assert(sml_protocols_destructors(sml_protocols_find("wl_seat")) == bit(3));
+	assert(sml_protocols_destructors(sml_protocols_find("wl_pointer")) == bit(1));
+	assert(sml_protocols_destructors(sml_protocols_find("xdg_toplevel")) == bit(0));
+	assert(sml_protocols_destructors(sml_protocols_find("xdg_wm_base")) == bit(0));
+	assert(sml_protocols_destructors(NULL) == 0);
+	/* A look-alike that is not the compiled-in table. */
+	struct wl_interface fake = *sml_protocols_find("wl_surface");
+	assert(sml_protocols_destructors(&fake) == 0);
+}
+
 int main(void)
 {
 	test_find();
+	test_destructors();
 	test_table();
 	printf("protocol tables: ok\n");
 	return 0;

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT
+// The guest proxy's server and its clients: each guest client gets its own
+// host connection (a channel through the vgpu device, or, without a peer, a
+// direct compositor connection) and its objects are forwarded one to one.
+#ifndef SML_GUEST_CLIENT_H
+#define SML_GUEST_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <wayland-client-core.h>
+#include <wayland-server-core.h>
+
+struct guest_channel;
+
+struct guest_config {
+	const char *peer_path; // socket device of sommelier-host; NULL: direct
+	const char *host_display; // direct mode: compositor name or path
+	bool shm_copy; // copy pixels into host blobs even when memory could be shared
+};
+
+struct guest_server {
+	struct wl_display *display; // the guest-facing compositor
+	struct wl_event_loop *loop;
+	const struct guest_config *config;
+	struct wl_listener client_created;
+	struct wl_list clients; // struct guest_client.link
+};
+
+// A global the host advertised to this client, as the client saw it.
+struct guest_global {
+	uint32_t name;
+	const struct wl_interface *interface;
+	uint32_t version; // capped to what both sides know
+};
+
+struct guest_client {
+	struct guest_server *server;
+	struct wl_client *client;
+	struct wl_listener destroy;
+	struct guest_channel *channel; // may be NULL in direct mode
+	struct wl_display *host; // may be NULL once torn down
+	struct wl_event_source *host_source; // may be NULL
+	uint32_t host_mask;
+	bool dying; // the guest client is going: host objects are left to teardown
+	struct wl_event_source *reap; // may be NULL: pending final teardown
+	struct wl_array globals; // struct guest_global, advertised so far
+	struct wl_list link; // struct guest_server.clients
+};
+
+struct guest_server *guest_server_create(struct wl_display *display,
+					 const struct guest_config *config);
+void guest_server_destroy(struct guest_server *server);
+// Flushes every host connection (call before the loop sleeps).
+void guest_server_flush(struct guest_server *server);
+// Ends a guest client from anywhere (deferred to the loop).
+void guest_client_kill(struct guest_client *gc, const char *reason);
+
+#endif

@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: MIT
+// Generic forwarding: a guest resource and a host proxy are paired, and
+// every request and event of every compiled-in interface crosses with its
+// object and new_id arguments translated. Hooks change meaning only where
+// the proxy must (the display, the registry).
+#ifndef SML_GUEST_FORWARD_H
+#define SML_GUEST_FORWARD_H
+
+#include <wayland-client-core.h>
+#include <wayland-server-core.h>
+
+struct guest_client;
+
+struct fwd_object {
+	struct wl_resource *resource; // may be NULL: the guest side is gone
+	struct wl_proxy *proxy; // may be NULL: the host side is gone
+	struct guest_client *gc;
+	struct wl_listener resource_destroy;
+};
+
+// Pairs a guest resource with a host proxy (either may be NULL) and installs
+// the dispatchers; NULL on allocation failure (the caller posts no_memory).
+struct fwd_object *fwd_pair(struct guest_client *gc, struct wl_resource *resource,
+			    struct wl_proxy *proxy);
+// The pair of a resource or proxy created by fwd_pair, or NULL.
+struct fwd_object *fwd_from_resource(struct wl_resource *resource);
+struct fwd_object *fwd_from_proxy(struct wl_proxy *proxy);
+
+// Takes over the guest client's wl_display object: sync becomes a host
+// round trip and get_registry a forwarded host registry.
+void fwd_display_init(struct guest_client *gc);
+
+// Maps a host protocol error to the guest object it concerns.
+void fwd_post_host_error(struct guest_client *gc);
+
+#endif
