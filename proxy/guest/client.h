@@ -41,8 +41,9 @@ struct guest_client {
 	struct wl_display *host; // may be NULL once torn down
 	struct wl_event_source *host_source; // may be NULL
 	uint32_t host_mask;
-	bool dying; // the guest client is going: host objects are left to teardown
-	struct wl_event_source *reap; // may be NULL: pending final teardown
+	bool shares_memory; // guest fds reach the host as they are
+	bool dying; // the guest client is going: post nothing to it
+	struct wl_event_source *kill; // may be NULL: a pending guest_client_kill
 	struct wl_array globals; // struct guest_global, advertised so far
 	struct wl_list link; // struct guest_server.clients
 };

@@ -15,6 +15,8 @@ struct fwd_object {
 	struct wl_resource *resource; // may be NULL: the guest side is gone
 	struct wl_proxy *proxy; // may be NULL: the host side is gone
 	struct guest_client *gc;
+	const struct wl_interface *iface; // the compiled-in table of both twins
+	uint64_t destructors; // request opcodes that destroy the object
 	struct wl_listener resource_destroy;
 };
 

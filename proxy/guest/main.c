@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: MIT
+// sommelier: the guest proxy. Runs PROGRAM with its own Wayland connection,
+// or serves a socket in --parent mode, until there is nothing left to serve.
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <wayland-server-core.h>
+
+#include "client.h"
+#include "log.h"
+#include "options.h"
+
+struct run_state {
+	bool running;
+	pid_t child; // 0 once reaped
+	int status; // what sommelier exits with
+};
+
+static int on_terminate(int signal_number, void *data)
+{
+	struct run_state *st = data;
+	sml_info("signal %d: shutting down", signal_number);
+	st->running = false;
+	return 0;
+}
+
+static int on_child(int signal_number, void *data)
+{
+	struct run_state *st = data;
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pid != st->child)
+			continue;
+		st->child = 0;
+		st->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	}
+	return 0;
+}
+
+// systemd's notify protocol: one datagram with the state string.
+static void sd_notify_state(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	if (!path || !*path || strlen(path) >= sizeof(addr.sun_path))
+		return;
+	memcpy(addr.sun_path, path, strlen(path));
+	if (path[0] == '@')
+		addr.sun_path[0] = '\0'; // abstract namespace
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&addr, len) < 0)
+		sml_log_errno(SML_LOG_WARN, "sd_notify to %s", path);
+	close(fd);
+}
+
+static pid_t spawn(char **program, int fd, const char *display_name)
+{
+	pid_t pid = fork();
+	if (pid != 0)
+		return pid;
+	char fd_str[16];
+	snprintf(fd_str, sizeof(fd_str), "%d", fd);
+	fcntl(fd, F_SETFD, 0); // WAYLAND_SOCKET survives exec
+	setenv("WAYLAND_SOCKET", fd_str, 1);
+	setenv("WAYLAND_DISPLAY", display_name, 1); // for its children
+	signal(SIGPIPE, SIG_DFL);
+	execvp(program[0], program);
+	fprintf(stderr, "sommelier: cannot run %s: %s\n", program[0], strerror(errno));
+	_exit(127);
+}
+
+static bool start_program(struct wl_display *display, struct guest_options *opts,
+			  struct run_state *st)
+{
+	const char *name = wl_display_add_socket_auto(display);
+	int sv[2];
+	if (!name || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		sml_log_errno(SML_LOG_ERROR, "cannot create the guest socket");
+		return false;
+	}
+	if (!wl_client_create(display, sv[0])) {
+		close(sv[0]);
+		close(sv[1]);
+		return false;
+	}
+	st->child = spawn(opts->program, sv[1], name);
+	close(sv[1]);
+	return st->child > 0;
+}
+
+static bool start_parent(struct wl_display *display, struct guest_options *opts)
+{
+	if (wl_display_add_socket(display, opts->socket) < 0) {
+		sml_log_errno(SML_LOG_ERROR, "cannot listen on %s", opts->socket);
+		return false;
+	}
+	sml_info("listening on %s", opts->socket);
+	if (opts->sd_notify[0])
+		sd_notify_state(opts->sd_notify);
+	return true;
+}
+
+static bool finished(struct guest_server *server, const struct guest_options *opts,
+		     const struct run_state *st)
+{
+	return opts->program && opts->exit_with_child && st->child == 0 &&
+	       wl_list_empty(&server->clients);
+}
+
+static void run(struct wl_display *display, struct guest_server *server,
+		const struct guest_options *opts, struct run_state *st)
+{
+	struct wl_event_loop *loop = wl_display_get_event_loop(display);
+	while (st->running && !finished(server, opts, st)) {
+		guest_server_flush(server);
+		wl_display_flush_clients(display);
+		if (wl_event_loop_dispatch(loop, -1) < 0 && errno != EINTR)
+			break;
+		wl_event_loop_dispatch_idle(loop);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct guest_options opts;
+	struct run_state st = { .running = true, .status = 1 };
+	sml_log_set_prefix("sommelier");
+	if (!guest_options_parse(&opts, argc, argv))
+		return 2;
+	if (opts.help || opts.version) {
+		if (opts.help)
+			guest_options_usage(argv[0]);
+		else
+			printf("sommelier %s\n", SML_VERSION);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	struct wl_display *display = wl_display_create();
+	struct guest_server *server = display ? guest_server_create(display, &opts.config) : NULL;
+	struct wl_event_loop *loop = display ? wl_display_get_event_loop(display) : NULL;
+	struct wl_event_source *sources[3] = { NULL };
+	if (!server)
+		goto out;
+	sources[0] = wl_event_loop_add_signal(loop, SIGTERM, on_terminate, &st);
+	sources[1] = wl_event_loop_add_signal(loop, SIGINT, on_terminate, &st);
+	sources[2] = wl_event_loop_add_signal(loop, SIGCHLD, on_child, &st);
+	if (opts.parent ? !start_parent(display, &opts) : !start_program(display, &opts, &st))
+		goto out;
+	if (opts.parent)
+		st.status = 0;
+	run(display, server, &opts, &st);
+out:
+	for (size_t i = 0; i < 3; i++)
+		if (sources[i])
+			wl_event_source_remove(sources[i]);
+	guest_server_destroy(server);
+	if (display)
+		wl_display_destroy(display);
+	return st.status;
+}

@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: MIT
+// A Wayland client with known pixels, for pixel and throughput tests:
+// an xdg_toplevel of WxH filled with one ARGB colour. With --frames N it
+// repaints N times (damaging --damage percent of the rows each time) and
+// prints the time per frame, each frame waiting for its frame callback.
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include <wayland-client.h>
+
+#include "xdg-shell-client-protocol.h"
+
+struct paint {
+	struct wl_display *display;
+	struct wl_compositor *compositor;
+	struct wl_shm *shm;
+	struct xdg_wm_base *wm_base;
+	struct wl_surface *surface;
+	struct xdg_surface *xdg_surface;
+	struct xdg_toplevel *toplevel;
+	struct wl_buffer *buffer;
+	uint32_t *pixels;
+	int width, height;
+	uint32_t color;
+	bool configured, frame_done;
+};
+
+static void on_global(void *data, struct wl_registry *registry, uint32_t name,
+		      const char *iface, uint32_t version)
+{
+	struct paint *p = data;
+	if (strcmp(iface, "wl_compositor") == 0)
+		p->compositor = wl_registry_bind(registry, name, &wl_compositor_interface, 4);
+	else if (strcmp(iface, "wl_shm") == 0)
+		p->shm = wl_registry_bind(registry, name, &wl_shm_interface, 1);
+	else if (strcmp(iface, "xdg_wm_base") == 0)
+		p->wm_base = wl_registry_bind(registry, name, &xdg_wm_base_interface, 1);
+}
+
+static void on_global_remove(void *data, struct wl_registry *registry, uint32_t name)
+{
+}
+
+static const struct wl_registry_listener registry_listener = { on_global, on_global_remove };
+
+static void on_ping(void *data, struct xdg_wm_base *wm_base, uint32_t serial)
+{
+	xdg_wm_base_pong(wm_base, serial);
+}
+
+static const struct xdg_wm_base_listener wm_base_listener = { on_ping };
+
+static void on_configure(void *data, struct xdg_surface *surface, uint32_t serial)
+{
+	struct paint *p = data;
+	xdg_surface_ack_configure(surface, serial);
+	p->configured = true;
+}
+
+static const struct xdg_surface_listener xdg_surface_listener = { on_configure };
+
+static void on_frame(void *data, struct wl_callback *cb, uint32_t time)
+{
+	struct paint *p = data;
+	p->frame_done = true;
+	wl_callback_destroy(cb);
+}
+
+static const struct wl_callback_listener frame_listener = { on_frame };
+
+static struct wl_buffer *make_buffer(struct paint *p)
+{
+	int stride = p->width * 4, size = stride * p->height;
+	int fd = memfd_create("sml-paint", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, size) < 0)
+		return NULL;
+	p->pixels = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p->pixels == MAP_FAILED)
+		return NULL;
+	for (int i = 0; i < p->width * p->height; i++)
+		p->pixels[i] = p->color;
+	struct wl_shm_pool *pool = wl_shm_create_pool(p->shm, fd, size);
+	struct wl_buffer *buffer = wl_shm_pool_create_buffer(pool, 0, p->width, p->height, stride,
+							     WL_SHM_FORMAT_ARGB8888);
+	wl_shm_pool_destroy(pool);
+	close(fd);
+	return buffer;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+// Commits with `rows` damaged rows and waits for the frame callback.
+static int commit_frame(struct paint *p, int rows, uint32_t shade)
+{
+	for (int y = 0; y < rows; y++)
+		for (int x = 0; x < p->width; x++)
+			p->pixels[y * p->width + x] = p->color ^ shade;
+	struct wl_callback *cb = wl_surface_frame(p->surface);
+	p->frame_done = false;
+	wl_callback_add_listener(cb, &frame_listener, p);
+	wl_surface_attach(p->surface, p->buffer, 0, 0);
+	wl_surface_damage_buffer(p->surface, 0, 0, p->width, rows);
+	wl_surface_commit(p->surface);
+	while (!p->frame_done)
+		if (wl_display_dispatch(p->display) < 0)
+			return -1;
+	return 0;
+}
+
+static int setup(struct paint *p)
+{
+	p->display = wl_display_connect(NULL);
+	if (!p->display) {
+		fprintf(stderr, "paint: cannot connect: %s\n", strerror(errno));
+		return -1;
+	}
+	struct wl_registry *registry = wl_display_get_registry(p->display);
+	wl_registry_add_listener(registry, &registry_listener, p);
+	wl_display_roundtrip(p->display);
+	if (!p->compositor || !p->shm || !p->wm_base) {
+		fprintf(stderr, "paint: missing globals\n");
+		return -1;
+	}
+	xdg_wm_base_add_listener(p->wm_base, &wm_base_listener, p);
+	p->surface = wl_compositor_create_surface(p->compositor);
+	p->xdg_surface = xdg_wm_base_get_xdg_surface(p->wm_base, p->surface);
+	xdg_surface_add_listener(p->xdg_surface, &xdg_surface_listener, p);
+	p->toplevel = xdg_surface_get_toplevel(p->xdg_surface);
+	xdg_toplevel_set_title(p->toplevel, "sml-paint");
+	xdg_toplevel_set_app_id(p->toplevel, "sml-paint");
+	wl_surface_commit(p->surface);
+	while (!p->configured)
+		if (wl_display_dispatch(p->display) < 0)
+			return -1;
+	p->buffer = make_buffer(p);
+	return p->buffer ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct paint p = { .width = 256, .height = 256, .color = 0xff3366cc };
+	int frames = 0, damage = 100;
+	double seconds = 0;
+	static const struct option opts[] = {
+		{ "size", required_argument, NULL, 's' },
+		{ "color", required_argument, NULL, 'c' },
+		{ "frames", required_argument, NULL, 'f' },
+		{ "damage", required_argument, NULL, 'd' },
+		{ "seconds", required_argument, NULL, 't' },
+		{ 0 },
+	};
+	for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+		if (c == 's' && sscanf(optarg, "%dx%d", &p.width, &p.height) == 2)
+			continue;
+		if (c == 'c')
+			p.color = (uint32_t)strtoul(optarg, NULL, 16);
+		else if (c == 'f')
+			frames = atoi(optarg);
+		else if (c == 'd')
+			damage = atoi(optarg);
+		else if (c == 't')
+			seconds = atof(optarg);
+		else
+			return 2;
+	}
+	if (setup(&p) < 0 || commit_frame(&p, 0, 0) < 0)
+		return 1;
+	printf("painted %dx%d %08x\n", p.width, p.height, p.color);
+	fflush(stdout);
+	int rows = p.height * damage / 100;
+	double start = now_ms();
+	for (int i = 0; i < frames; i++)
+		if (commit_frame(&p, rows, (uint32_t)(i & 1) * 0x00010101) < 0)
+			return 1;
+	if (frames)
+		printf("frames %d damage %d%% ms/frame %.3f\n", frames, damage,
+		       (now_ms() - start) / frames);
+	for (double end = now_ms() + seconds * 1e3; now_ms() < end;) {
+		wl_display_flush(p.display);
+		struct pollfd pfd = { wl_display_get_fd(p.display), POLLIN, 0 };
+		if (poll(&pfd, 1, 50) > 0 && wl_display_dispatch(p.display) < 0)
+			return 1;
+	}
+	wl_display_disconnect(p.display);
+	return 0;
+}
