@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cross_domain.h"
@@ -39,7 +40,27 @@
 // Client fds waiting for a SEND (see channel_send_chunk).
 #define CHANNEL_OUT_FDS_MAX (2u * CD_MAX_IDENTIFIERS)
 
-enum out_kind { OUT_BLOB, OUT_PIPE };
+enum out_kind {
+	OUT_BLOB, // a guest blob made for this SEND: destroyed once sent
+	OUT_IMAGE, // a host blob from guest_channel_alloc_image: its owner keeps it
+	OUT_PIPE,
+};
+
+// A host blob handed out by guest_channel_alloc_image, recognised by its
+// inode when its fd comes back through the client's stream.
+struct image_blob {
+	dev_t dev;
+	ino_t ino;
+	uint32_t res;
+	struct wl_list link; // guest_channel.images
+};
+
+// Answers of GET_IMAGE_REQUIREMENTS, kept because hosts keep their ids.
+struct image_reqs {
+	uint32_t width, height, format;
+	struct cd_image_requirements reqs;
+};
+#define IMAGE_REQS_CACHE 16u
 
 // A client fd turned into an identifier, waiting for the SEND that names it.
 struct out_fd {
@@ -77,7 +98,11 @@ struct guest_channel {
 	const struct guest_channel_listener *listener;
 	void *data;
 	uint32_t query_res, channel_res;
+	const uint8_t *query_ring;
 	const uint8_t *channel_ring;
+	struct wl_list images; // struct image_blob.link
+	struct image_reqs reqs_cache[IMAGE_REQS_CACHE];
+	size_t nreqs, next_reqs; // filled slots, next slot to replace
 
 	int pump_fd;
 	struct wl_event_source *pump_source;
@@ -411,8 +436,24 @@ static bool channel_take_memory(struct guest_channel *ch, int fd, off_t end)
 
 // Classifies one client fd: seekable means memory, a write-only fd is a
 // pipe's write end; nothing else can cross.
+static struct image_blob *find_image(struct guest_channel *ch, int fd)
+{
+	struct stat st;
+	struct image_blob *img;
+	if (wl_list_empty(&ch->images) || fstat(fd, &st) < 0)
+		return NULL;
+	wl_list_for_each(img, &ch->images, link)
+		if (img->dev == st.st_dev && img->ino == st.st_ino)
+			return img;
+	return NULL;
+}
+
 static bool channel_take_fd(struct guest_channel *ch, int fd)
 {
+	struct image_blob *img = find_image(ch, fd);
+	if (img)
+		return channel_push_out_fd(ch, (struct out_fd){ .fd = fd, .kind = OUT_IMAGE,
+								.res = img->res });
 	// Measure without moving the offset the client shares with us.
 	off_t cur = lseek(fd, 0, SEEK_CUR);
 	off_t end = cur >= 0 ? lseek(fd, 0, SEEK_END) : -1;
@@ -464,6 +505,8 @@ static void channel_sent_fds(struct guest_channel *ch, size_t n)
 		struct out_fd *o = &ch->out_fds[i];
 		if (o->kind == OUT_BLOB) {
 			ch->dev->impl->destroy_resource(ch->dev, o->res);
+			close(o->fd);
+		} else if (o->kind == OUT_IMAGE) {
 			close(o->fd);
 		} else {
 			read_pipe_add(ch, ++ch->last_read_pipe_id, o->fd);
@@ -722,6 +765,7 @@ static bool channel_start_device(struct guest_channel *ch)
 		return false;
 	}
 	ch->channel_ring = channel;
+	ch->query_ring = query;
 	size_t len = cd_encode_init(cmd, sizeof(cmd), ch->query_res, ch->channel_res,
 				    CD_CHANNEL_WAYLAND);
 	if ((ret = channel_exec(ch, cmd, len, VGPU_NO_RING)) < 0) {
@@ -773,6 +817,7 @@ struct guest_channel *guest_channel_create(struct wl_event_loop *loop, struct vg
 	sml_wqueue_init(&ch->to_client, CHANNEL_QUEUE_LIMIT);
 	wl_list_init(&ch->read_pipes);
 	wl_list_init(&ch->write_pipes);
+	wl_list_init(&ch->images);
 	int fd = -1;
 	if (!channel_start_device(ch) || !channel_start_pump(ch, &fd)) {
 		guest_channel_destroy(ch);
@@ -805,8 +850,91 @@ void guest_channel_destroy(struct guest_channel *ch)
 	channel_destroy_pipes(ch);
 	for (size_t i = 0; i < ch->nout_fds; i++)
 		close(ch->out_fds[i].fd);
+	struct image_blob *img, *itmp;
+	wl_list_for_each_safe(img, itmp, &ch->images, link)
+		free(img);
 	sml_wqueue_finish(&ch->to_client);
 	sml_close(&ch->pump_fd);
 	vgpu_destroy(ch->dev); // unmaps the rings, ends the context
 	free(ch);
+}
+
+// ---- images for the copy path ------------------------------------------------
+
+static int query_reqs(struct guest_channel *ch, uint32_t width, uint32_t height, uint32_t format,
+		      struct cd_image_requirements *out)
+{
+	for (size_t i = 0; i < ch->nreqs; i++) {
+		struct image_reqs *r = &ch->reqs_cache[i];
+		if (r->width == width && r->height == height && r->format == format) {
+			*out = r->reqs;
+			return 0;
+		}
+	}
+	uint8_t cmd[sizeof(struct cd_get_image_requirements)];
+	size_t len = cd_encode_get_image_requirements(cmd, sizeof(cmd), width, height, format,
+						      CD_USE_LINEAR | CD_USE_SCANOUT);
+	struct vgpu_dev *dev = ch->dev;
+	int ret = dev->impl->execbuffer(dev, cmd, len, CD_QUERY_RING, &ch->query_res, 1);
+	if (ret == 0)
+		ret = dev->impl->wait(dev, ch->query_res);
+	if (ret < 0)
+		return ret;
+	memcpy(out, ch->query_ring, sizeof(*out)); // a copy: the host may write again
+	if (out->size == 0 || out->blob_id == 0)
+		return -ENOTSUP;
+	struct image_reqs *slot = &ch->reqs_cache[ch->next_reqs];
+	*slot = (struct image_reqs){ width, height, format, *out };
+	ch->next_reqs = (ch->next_reqs + 1) % IMAGE_REQS_CACHE;
+	ch->nreqs = SML_MIN(ch->nreqs + 1, (size_t)IMAGE_REQS_CACHE);
+	return 0;
+}
+
+static int remember_image(struct guest_channel *ch, int fd, uint32_t res)
+{
+	struct stat st;
+	struct image_blob *img = calloc(1, sizeof(*img));
+	if (!img || fstat(fd, &st) < 0) {
+		free(img);
+		return -ENOMEM;
+	}
+	*img = (struct image_blob){ .dev = st.st_dev, .ino = st.st_ino, .res = res };
+	wl_list_insert(&ch->images, &img->link);
+	return 0;
+}
+
+int guest_channel_alloc_image(struct guest_channel *ch, uint32_t width, uint32_t height,
+			      uint32_t drm_format, struct guest_image *out)
+{
+	struct cd_image_requirements reqs;
+	uint32_t res = 0;
+	int fd = -1;
+	int ret = ch->closing ? -EPIPE : query_reqs(ch, width, height, drm_format, &reqs);
+	if (ret == 0)
+		ret = ch->dev->impl->create_host_blob(ch->dev, reqs.blob_id, reqs.size, &res, &fd);
+	if (ret == 0 && (ret = remember_image(ch, fd, res)) < 0) {
+		ch->dev->impl->destroy_resource(ch->dev, res);
+		close(fd);
+	}
+	// Waiting may have read fences off the device: handle them now.
+	channel_device_events(ch);
+	if (ret < 0)
+		return ret;
+	*out = (struct guest_image){ .fd = fd, .res = res, .stride = reqs.strides[0],
+				     .offset = reqs.offsets[0], .size = reqs.size };
+	return 0;
+}
+
+void guest_channel_free_image(struct guest_channel *ch, struct guest_image *image)
+{
+	struct image_blob *img;
+	wl_list_for_each(img, &ch->images, link) {
+		if (img->res != image->res)
+			continue;
+		wl_list_remove(&img->link);
+		free(img);
+		break;
+	}
+	ch->dev->impl->destroy_resource(ch->dev, image->res);
+	sml_close(&image->fd);
 }

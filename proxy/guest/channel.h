@@ -27,4 +27,20 @@ struct guest_channel *guest_channel_create(struct wl_event_loop *loop, struct vg
 					   void *data, int *wl_fd);
 void guest_channel_destroy(struct guest_channel *ch);
 
+// Host memory for one image (the copy path): the host's layout for it
+// (GET_IMAGE_REQUIREMENTS) and its blob. The fd maps the memory and, sent
+// through the client's stream (in a wl_shm pool), reaches the host as that
+// same blob.
+struct guest_image {
+	int fd;
+	uint32_t res;
+	uint32_t stride, offset; // of the first plane
+	uint64_t size;
+};
+
+int guest_channel_alloc_image(struct guest_channel *ch, uint32_t width, uint32_t height,
+			      uint32_t drm_format, struct guest_image *out);
+// Closes the fd and releases the blob.
+void guest_channel_free_image(struct guest_channel *ch, struct guest_image *image);
+
 #endif

@@ -15,6 +15,7 @@
 #include "channel.h"
 #include "forward.h"
 #include "log.h"
+#include "shm_copy.h"
 #include "vgpu.h"
 
 static void client_reap(void *data)
@@ -22,6 +23,7 @@ static void client_reap(void *data)
 	struct guest_client *gc = data;
 	if (gc->host_source)
 		wl_event_source_remove(gc->host_source);
+	shm_copy_release(gc);
 	if (gc->host)
 		wl_display_disconnect(gc->host);
 	guest_channel_destroy(gc->channel);
@@ -152,6 +154,7 @@ static bool connect_host(struct guest_client *gc)
 	}
 	if (!gc->host)
 		return false;
+	gc->copy_shm = config->shm_copy || !gc->shares_memory;
 	gc->host_source = wl_event_loop_add_fd(gc->server->loop, wl_display_get_fd(gc->host),
 					       WL_EVENT_READABLE, on_host_event, gc);
 	gc->host_mask = WL_EVENT_READABLE;
@@ -170,6 +173,7 @@ static void client_created(struct wl_listener *listener, void *data)
 	gc->server = server;
 	gc->client = client;
 	wl_array_init(&gc->globals);
+	wl_list_init(&gc->copy_surfaces);
 	wl_list_insert(&server->clients, &gc->link);
 	gc->destroy.notify = client_destroyed;
 	wl_client_add_destroy_listener(client, &gc->destroy);

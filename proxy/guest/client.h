@@ -45,6 +45,9 @@ struct guest_client {
 	bool dying; // the guest client is going: post nothing to it
 	struct wl_event_source *kill; // may be NULL: a pending guest_client_kill
 	struct wl_array globals; // struct guest_global, advertised so far
+	bool copy_shm; // wl_shm buffers are copied into host memory
+	struct wl_proxy *host_shm; // may be NULL: the copy path's own host wl_shm
+	struct wl_list copy_surfaces; // struct copy_surface.link
 	struct wl_list link; // struct guest_server.clients
 };
 

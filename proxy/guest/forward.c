@@ -13,6 +13,7 @@
 #include "client.h"
 #include "log.h"
 #include "protocols.h"
+#include "shm_copy.h"
 
 // Request opcodes from the client-side XML (the client and server protocol
 // headers cannot both be included).
@@ -78,6 +79,8 @@ static void resource_destroyed(struct wl_listener *listener, void *data)
 	struct fwd_object *obj = wl_container_of(listener, obj, resource_destroy);
 	wl_list_remove(&listener->link);
 	obj->resource = NULL;
+	if (obj->data_destroy)
+		obj->data_destroy(obj->data);
 	// At client teardown the whole host connection goes; until then a
 	// guest object that vanished without a destructor request is only
 	// forgotten locally.
@@ -145,8 +148,8 @@ static void pair_new_resource(struct fwd_object *obj, const struct wl_interface 
 	}
 }
 
-static int request_dispatch(const void *impl, void *target, uint32_t opcode,
-			    const struct wl_message *msg, union wl_argument *args)
+int fwd_request_dispatch(const void *impl, void *target, uint32_t opcode,
+			 const struct wl_message *msg, union wl_argument *args)
 {
 	struct wl_resource *resource = target;
 	struct fwd_object *obj = fwd_from_resource(resource);
@@ -265,10 +268,19 @@ static struct fwd_object *pair_with(struct guest_client *gc, struct wl_resource 
 	return obj;
 }
 
+struct fwd_object *fwd_pair_with(struct guest_client *gc, struct wl_resource *resource,
+				 struct wl_proxy *proxy, wl_dispatcher_func_t on_request)
+{
+	return pair_with(gc, resource, proxy, on_request, event_dispatch);
+}
+
+// Objects whose requests change meaning get their hook's dispatcher.
 struct fwd_object *fwd_pair(struct guest_client *gc, struct wl_resource *resource,
 			    struct wl_proxy *proxy)
 {
-	return pair_with(gc, resource, proxy, request_dispatch, event_dispatch);
+	wl_dispatcher_func_t hook = shm_copy_hook(gc, wl_resource_get_class(resource));
+	return pair_with(gc, resource, proxy, hook ? hook : fwd_request_dispatch,
+			 event_dispatch);
 }
 
 // ---- the registry: filtered, version-capped, bound per client -----------
@@ -350,6 +362,8 @@ static void registry_bind(struct fwd_object *obj, union wl_argument *args)
 							g->interface->name, version, NULL);
 	struct wl_resource *res = wl_resource_create(obj->gc->client, g->interface, version,
 						     args[3].n);
+	if (g->interface == &wl_shm_interface)
+		shm_copy_bound(obj->gc, obj->proxy, g->name);
 	if (!res || !proxy || !fwd_pair(obj->gc, res, proxy)) {
 		if (proxy)
 			wl_proxy_destroy(proxy);

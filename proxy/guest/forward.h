@@ -17,6 +17,8 @@ struct fwd_object {
 	struct guest_client *gc;
 	const struct wl_interface *iface; // the compiled-in table of both twins
 	uint64_t destructors; // request opcodes that destroy the object
+	void *data; // may be NULL: a hook's state, freed with data_destroy
+	void (*data_destroy)(void *data);
 	struct wl_listener resource_destroy;
 };
 
@@ -24,6 +26,13 @@ struct fwd_object {
 // the dispatchers; NULL on allocation failure (the caller posts no_memory).
 struct fwd_object *fwd_pair(struct guest_client *gc, struct wl_resource *resource,
 			    struct wl_proxy *proxy);
+// As fwd_pair, with the request dispatcher of a hook.
+struct fwd_object *fwd_pair_with(struct guest_client *gc, struct wl_resource *resource,
+				 struct wl_proxy *proxy, wl_dispatcher_func_t on_request);
+// The generic request forwarder, for hooks that change only some requests.
+int fwd_request_dispatch(const void *impl, void *target, uint32_t opcode,
+			 const struct wl_message *msg, union wl_argument *args);
+
 // The pair of a resource or proxy created by fwd_pair, or NULL.
 struct fwd_object *fwd_from_resource(struct wl_resource *resource);
 struct fwd_object *fwd_from_proxy(struct wl_proxy *proxy);

@@ -1,0 +1,506 @@
+// SPDX-License-Identifier: MIT
+#include "shm_copy.h"
+
+#include <drm_fourcc.h>
+#include <errno.h>
+#include <pixman.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <wayland-server-protocol.h>
+
+#include "channel.h"
+#include "client.h"
+#include "forward.h"
+#include "log.h"
+#include "util.h"
+
+// Opcodes from the client-side XML (see forward.c).
+#define SHM_CREATE_POOL 0
+#define POOL_CREATE_BUFFER 0
+#define POOL_DESTROY 1
+#define POOL_RESIZE 2
+#define SURFACE_ATTACH 1
+#define SURFACE_DAMAGE 2
+#define SURFACE_COMMIT 6
+#define SURFACE_DAMAGE_BUFFER 9
+
+// A guest pool: the client's memory, mapped read-only. Buffers keep it.
+struct copy_pool {
+	int refs;
+	uint8_t *map;
+	size_t size;
+	bool broken; // the client shrank the file under us
+};
+
+// Host memory standing in for one guest wl_buffer.
+struct copy_buffer {
+	struct guest_client *gc;
+	struct wl_resource *resource;
+	struct copy_pool *pool;
+	int32_t offset, width, height, stride;
+	uint32_t bpp;
+	struct guest_image image;
+	uint8_t *host_map;
+	pixman_region32_t stale; // what the host copy lacks
+	struct copy_surface *surface; // may be NULL: where it was last committed
+	struct wl_list surface_link; // copy_surface.buffers
+};
+
+struct copy_surface {
+	struct copy_buffer *pending; // may be NULL: attached since the last commit
+	bool attached;
+	bool full_damage; // surface-coordinate damage: copy all rather than guess
+	pixman_region32_t damage; // buffer coordinates
+	struct wl_list buffers; // struct copy_buffer.surface_link
+	struct wl_list link; // guest_client.copy_surfaces
+};
+
+// ---- reading client memory without dying of it ---------------------------
+
+static struct copy_pool *accessing; // the pool being read, for the SIGBUS handler
+static struct sigaction previous_sigbus;
+
+// A client that truncates its pool makes our reads fault. Like
+// libwayland's wl_shm, replace the vanished pages with zeros and report.
+static void on_sigbus(int sig, siginfo_t *info, void *context)
+{
+	struct copy_pool *p = accessing;
+	uint8_t *addr = info->si_addr;
+	if (!p || addr < p->map || addr >= p->map + p->size ||
+	    mmap(p->map, p->size, PROT_READ, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0) ==
+		    MAP_FAILED) {
+		sigaction(SIGBUS, &previous_sigbus, NULL);
+		raise(SIGBUS);
+		return;
+	}
+	p->broken = true;
+}
+
+static void install_sigbus_handler(void)
+{
+	static bool installed;
+	if (installed)
+		return;
+	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &previous_sigbus);
+	installed = true;
+}
+
+static void pool_unref(struct copy_pool *pool)
+{
+	if (!pool || --pool->refs > 0)
+		return;
+	if (pool->map)
+		munmap(pool->map, pool->size);
+	free(pool);
+}
+
+// ---- formats ----------------------------------------------------------------
+
+// wl_shm formats are DRM fourccs, except the first two.
+static uint32_t drm_format(uint32_t shm_format)
+{
+	if (shm_format == WL_SHM_FORMAT_ARGB8888)
+		return DRM_FORMAT_ARGB8888;
+	if (shm_format == WL_SHM_FORMAT_XRGB8888)
+		return DRM_FORMAT_XRGB8888;
+	return shm_format;
+}
+
+// Bytes per pixel of the single-plane formats the copy path carries; 0 for
+// others.
+static uint32_t format_bpp(uint32_t fourcc)
+{
+	switch (fourcc) {
+	case DRM_FORMAT_ARGB8888: case DRM_FORMAT_XRGB8888: case DRM_FORMAT_ABGR8888:
+	case DRM_FORMAT_XBGR8888: case DRM_FORMAT_RGBA8888: case DRM_FORMAT_RGBX8888:
+	case DRM_FORMAT_BGRA8888: case DRM_FORMAT_BGRX8888: case DRM_FORMAT_ARGB2101010:
+	case DRM_FORMAT_XRGB2101010: case DRM_FORMAT_ABGR2101010: case DRM_FORMAT_XBGR2101010:
+		return 4;
+	case DRM_FORMAT_RGB888: case DRM_FORMAT_BGR888:
+		return 3;
+	case DRM_FORMAT_RGB565: case DRM_FORMAT_BGR565: case DRM_FORMAT_GR88:
+		return 2;
+	case DRM_FORMAT_R8:
+		return 1;
+	case DRM_FORMAT_ABGR16161616F: case DRM_FORMAT_XBGR16161616F:
+		return 8;
+	}
+	return 0;
+}
+
+// ---- host memory for a buffer ---------------------------------------------
+
+// Without a channel (direct mode, for testing the copy logic) a local memfd
+// stands in for host memory.
+static int alloc_local(uint32_t width, uint32_t height, uint32_t bpp, struct guest_image *out)
+{
+	uint64_t stride = ((uint64_t)width * bpp + 255) & ~(uint64_t)255;
+	*out = (struct guest_image){ .stride = (uint32_t)stride,
+				     .size = sml_page_round_up(stride * height) };
+	out->fd = sml_memfd_create("sommelier-copy", out->size);
+	return out->fd < 0 ? -errno : 0;
+}
+
+static int alloc_image(struct copy_buffer *b, uint32_t fourcc)
+{
+	int ret = b->gc->channel ?
+		guest_channel_alloc_image(b->gc->channel, (uint32_t)b->width,
+					  (uint32_t)b->height, fourcc, &b->image) :
+		alloc_local((uint32_t)b->width, (uint32_t)b->height, b->bpp, &b->image);
+	if (ret < 0)
+		return ret;
+	b->host_map = mmap(NULL, b->image.size, PROT_READ | PROT_WRITE, MAP_SHARED, b->image.fd, 0);
+	return b->host_map == MAP_FAILED ? (b->host_map = NULL, -errno) : 0;
+}
+
+static void free_image(struct copy_buffer *b)
+{
+	if (b->host_map)
+		munmap(b->host_map, b->image.size);
+	if (b->gc->channel && b->image.res)
+		guest_channel_free_image(b->gc->channel, &b->image);
+	else
+		sml_close(&b->image.fd);
+}
+
+// A host wl_buffer over the image, through a pool that lives only as long
+// as it takes to make the buffer.
+static struct wl_proxy *host_buffer(struct copy_buffer *b, uint32_t shm_format)
+{
+	struct wl_proxy *shm = b->gc->host_shm;
+	uint32_t version = wl_proxy_get_version(shm);
+	struct wl_proxy *pool = wl_proxy_marshal_flags(shm, SHM_CREATE_POOL, &wl_shm_pool_interface,
+						       version, 0, NULL, b->image.fd,
+						       (int32_t)b->image.size);
+	if (!pool)
+		return NULL;
+	struct wl_proxy *buffer = wl_proxy_marshal_flags(pool, POOL_CREATE_BUFFER,
+							 &wl_buffer_interface, version, 0, NULL,
+							 (int32_t)b->image.offset, b->width,
+							 b->height, (int32_t)b->image.stride,
+							 shm_format);
+	wl_proxy_marshal_flags(pool, POOL_DESTROY, NULL, version, WL_MARSHAL_FLAG_DESTROY);
+	return buffer;
+}
+
+static void buffer_destroy(void *data)
+{
+	struct copy_buffer *b = data;
+	struct copy_surface *s;
+	wl_list_for_each(s, &b->gc->copy_surfaces, link)
+		if (s->pending == b)
+			s->pending = NULL;
+	if (b->surface)
+		wl_list_remove(&b->surface_link);
+	free_image(b);
+	pixman_region32_fini(&b->stale);
+	pool_unref(b->pool);
+	free(b);
+}
+
+// ---- wl_shm_pool and wl_shm -------------------------------------------------
+
+// The checks libwayland's own wl_shm makes, with its error codes.
+static bool buffer_args_valid(struct wl_resource *pool_res, struct copy_pool *pool,
+			      const union wl_argument *args, uint32_t bpp)
+{
+	int32_t offset = args[1].i, width = args[2].i, height = args[3].i, stride = args[4].i;
+	if (bpp == 0) {
+		wl_resource_post_error(pool_res, WL_SHM_ERROR_INVALID_FORMAT,
+				       "format %#x is not carried by the copy path", args[5].u);
+		return false;
+	}
+	if (offset < 0 || width <= 0 || height <= 0 || stride < width * (int64_t)bpp ||
+	    (int64_t)offset + (int64_t)stride * (height - 1) + (int64_t)width * bpp >
+		    (int64_t)pool->size) {
+		wl_resource_post_error(pool_res, WL_SHM_ERROR_INVALID_STRIDE,
+				       "invalid width, height or stride (%dx%d, %d)", width,
+				       height, stride);
+		return false;
+	}
+	return true;
+}
+
+static struct copy_buffer *buffer_create(struct guest_client *gc, struct copy_pool *pool,
+					 const union wl_argument *args, uint32_t bpp)
+{
+	struct copy_buffer *b = calloc(1, sizeof(*b));
+	if (!b)
+		return NULL;
+	*b = (struct copy_buffer){ .gc = gc, .pool = pool, .offset = args[1].i,
+				   .width = args[2].i, .height = args[3].i, .stride = args[4].i,
+				   .bpp = bpp, .image.fd = -1 };
+	pool->refs++;
+	pixman_region32_init_rect(&b->stale, 0, 0, (unsigned)b->width, (unsigned)b->height);
+	if (alloc_image(b, drm_format(args[5].u)) < 0) {
+		buffer_destroy(b);
+		return NULL;
+	}
+	return b;
+}
+
+static void pool_create_buffer(struct wl_resource *pool_res, struct copy_pool *pool,
+			       union wl_argument *args)
+{
+	struct guest_client *gc = fwd_from_resource(pool_res)->gc;
+	uint32_t bpp = format_bpp(drm_format(args[5].u));
+	if (!buffer_args_valid(pool_res, pool, args, bpp))
+		return;
+	struct wl_resource *res = wl_resource_create(gc->client, &wl_buffer_interface, 1, args[0].n);
+	struct copy_buffer *b = res && gc->host_shm ? buffer_create(gc, pool, args, bpp) : NULL;
+	struct wl_proxy *proxy = b ? host_buffer(b, args[5].u) : NULL;
+	struct fwd_object *obj = proxy ? fwd_pair(gc, res, proxy) : NULL;
+	if (!obj) {
+		sml_warn("copy path: no host memory for a %dx%d buffer", args[2].i, args[3].i);
+		if (proxy)
+			wl_proxy_destroy(proxy);
+		if (b)
+			buffer_destroy(b);
+		if (res)
+			wl_resource_destroy(res);
+		wl_client_post_no_memory(gc->client);
+		return;
+	}
+	b->resource = res;
+	obj->data = b;
+	obj->data_destroy = buffer_destroy;
+}
+
+static void pool_resize(struct wl_resource *pool_res, struct copy_pool *pool, int32_t size)
+{
+	void *map = size >= (int64_t)pool->size ?
+		mremap(pool->map, pool->size, (size_t)size, MREMAP_MAYMOVE) : MAP_FAILED;
+	if (map == MAP_FAILED) {
+		wl_resource_post_error(pool_res, WL_SHM_ERROR_INVALID_FD,
+				       "cannot grow the pool to %d bytes", size);
+		return;
+	}
+	pool->map = map;
+	pool->size = (size_t)size;
+}
+
+static int pool_request(const void *impl, void *target, uint32_t opcode,
+			const struct wl_message *msg, union wl_argument *args)
+{
+	struct fwd_object *obj = fwd_from_resource(target);
+	struct copy_pool *pool = obj->data;
+	if (opcode == POOL_CREATE_BUFFER)
+		pool_create_buffer(target, pool, args);
+	else if (opcode == POOL_DESTROY)
+		wl_resource_destroy(target);
+	else if (opcode == POOL_RESIZE)
+		pool_resize(target, pool, args[0].i);
+	return 0;
+}
+
+static void pool_release(void *data)
+{
+	pool_unref(data);
+}
+
+// wl_shm.create_pool: the pool stays in the guest; only buffers cross.
+static void shm_create_pool(struct wl_resource *shm_res, union wl_argument *args)
+{
+	struct guest_client *gc = fwd_from_resource(shm_res)->gc;
+	int fd = args[1].h;
+	int32_t size = args[2].i;
+	struct copy_pool *pool = size > 0 ? calloc(1, sizeof(*pool)) : NULL;
+	if (!pool) {
+		close(fd);
+		wl_resource_post_error(shm_res, WL_SHM_ERROR_INVALID_STRIDE, "invalid pool size %d",
+				       size);
+		return;
+	}
+	pool->refs = 1;
+	pool->size = (size_t)size;
+	pool->map = mmap(NULL, pool->size, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	struct wl_resource *res = pool->map == MAP_FAILED ? NULL :
+		wl_resource_create(gc->client, &wl_shm_pool_interface,
+				   wl_resource_get_version(shm_res), args[0].n);
+	struct fwd_object *obj = res ? fwd_pair_with(gc, res, NULL, pool_request) : NULL;
+	if (!obj) {
+		if (pool->map == MAP_FAILED)
+			pool->map = NULL;
+		pool_unref(pool);
+		if (res)
+			wl_resource_destroy(res);
+		wl_resource_post_error(shm_res, WL_SHM_ERROR_INVALID_FD, "cannot map the pool");
+		return;
+	}
+	obj->data = pool;
+	obj->data_destroy = pool_release;
+	install_sigbus_handler();
+}
+
+static int shm_request(const void *impl, void *target, uint32_t opcode,
+		       const struct wl_message *msg, union wl_argument *args)
+{
+	if (opcode == SHM_CREATE_POOL) {
+		shm_create_pool(target, args);
+		return 0;
+	}
+	return fwd_request_dispatch(impl, target, opcode, msg, args);
+}
+
+// ---- wl_surface: copy on commit ---------------------------------------------
+
+static void copy_rows(struct copy_buffer *b, const pixman_box32_t *box)
+{
+	size_t bytes = (size_t)(box->x2 - box->x1) * b->bpp;
+	const uint8_t *src = b->pool->map + b->offset + (size_t)box->y1 * (size_t)b->stride +
+			     (size_t)box->x1 * b->bpp;
+	uint8_t *dst = b->host_map + b->image.offset + (size_t)box->y1 * b->image.stride +
+		       (size_t)box->x1 * b->bpp;
+	if (box->x1 == 0 && box->x2 == b->width && (uint32_t)b->stride == b->image.stride) {
+		memcpy(dst, src, (size_t)b->stride * (size_t)(box->y2 - box->y1));
+		return;
+	}
+	for (int32_t y = box->y1; y < box->y2; y++, src += b->stride, dst += b->image.stride)
+		memcpy(dst, src, bytes);
+}
+
+// Copies what the host lacks of `b` after this commit's damage; false if
+// the client's memory vanished meanwhile.
+static bool copy_buffer(struct copy_buffer *b, pixman_region32_t *damage)
+{
+	pixman_region32_union(&b->stale, &b->stale, damage);
+	pixman_region32_intersect_rect(&b->stale, &b->stale, 0, 0, (unsigned)b->width,
+				       (unsigned)b->height);
+	int n;
+	const pixman_box32_t *boxes = pixman_region32_rectangles(&b->stale, &n);
+	accessing = b->pool;
+	for (int i = 0; i < n; i++)
+		copy_rows(b, &boxes[i]);
+	accessing = NULL;
+	pixman_region32_clear(&b->stale);
+	return !b->pool->broken;
+}
+
+// What this commit changed is missing from every other buffer the surface
+// has shown (their host copies are older).
+static void mark_others_stale(struct copy_surface *s, struct copy_buffer *b,
+			      pixman_region32_t *damage)
+{
+	struct copy_buffer *other;
+	wl_list_for_each(other, &s->buffers, surface_link)
+		if (other != b)
+			pixman_region32_union(&other->stale, &other->stale, damage);
+	if (b->surface == s)
+		return;
+	if (b->surface)
+		wl_list_remove(&b->surface_link);
+	b->surface = s;
+	wl_list_insert(&s->buffers, &b->surface_link);
+}
+
+static bool surface_commit(struct copy_surface *s)
+{
+	struct copy_buffer *b = s->attached ? s->pending : NULL;
+	bool ok = true;
+	if (b) {
+		if (s->full_damage)
+			pixman_region32_init_rect(&s->damage, 0, 0, (unsigned)b->width,
+						  (unsigned)b->height);
+		ok = copy_buffer(b, &s->damage);
+		mark_others_stale(s, b, &s->damage);
+	}
+	s->attached = false;
+	s->full_damage = false;
+	pixman_region32_clear(&s->damage);
+	return ok;
+}
+
+static void surface_track(struct copy_surface *s, uint32_t opcode, union wl_argument *args)
+{
+	if (opcode == SURFACE_ATTACH) {
+		struct fwd_object *buf = args[0].o ?
+			fwd_from_resource((struct wl_resource *)args[0].o) : NULL;
+		s->attached = true;
+		s->pending = buf && buf->data_destroy == buffer_destroy ? buf->data : NULL;
+	} else if (opcode == SURFACE_DAMAGE) {
+		s->full_damage = true; // surface coordinates: scale and transform unknown here
+	} else if (opcode == SURFACE_DAMAGE_BUFFER) {
+		pixman_region32_union_rect(&s->damage, &s->damage, args[0].i, args[1].i,
+					   (unsigned)SML_MAX(args[2].i, 0),
+					   (unsigned)SML_MAX(args[3].i, 0));
+	}
+}
+
+static int surface_request(const void *impl, void *target, uint32_t opcode,
+			   const struct wl_message *msg, union wl_argument *args)
+{
+	struct fwd_object *obj = fwd_from_resource(target);
+	struct copy_surface *s = obj->data;
+	if (s)
+		surface_track(s, opcode, args);
+	if (s && opcode == SURFACE_COMMIT && !surface_commit(s)) {
+		wl_resource_post_error(target, WL_SHM_ERROR_INVALID_FD,
+				       "the buffer's pool shrank while in use");
+		return 0;
+	}
+	return fwd_request_dispatch(impl, target, opcode, msg, args);
+}
+
+static void surface_destroy(void *data)
+{
+	struct copy_surface *s = data;
+	struct copy_buffer *b, *tmp;
+	wl_list_for_each_safe(b, tmp, &s->buffers, surface_link) {
+		wl_list_remove(&b->surface_link);
+		b->surface = NULL;
+	}
+	pixman_region32_fini(&s->damage);
+	wl_list_remove(&s->link);
+	free(s);
+}
+
+// Surfaces are created by the generic forwarder; their state is attached
+// at their first request.
+static int surface_dispatch(const void *impl, void *target, uint32_t opcode,
+				 const struct wl_message *msg, union wl_argument *args)
+{
+	struct fwd_object *obj = fwd_from_resource(target);
+	struct copy_surface *s = obj->data ? NULL : calloc(1, sizeof(*s));
+	if (s) {
+		pixman_region32_init(&s->damage);
+		wl_list_init(&s->buffers);
+		wl_list_insert(&obj->gc->copy_surfaces, &s->link);
+		obj->data = s;
+		obj->data_destroy = surface_destroy;
+	}
+	return surface_request(impl, target, opcode, msg, args);
+}
+
+// ---- entry points ----------------------------------------------------------
+
+wl_dispatcher_func_t shm_copy_hook(struct guest_client *gc, const char *interface_name)
+{
+	if (!gc->copy_shm)
+		return NULL;
+	if (strcmp(interface_name, "wl_shm") == 0)
+		return shm_request;
+	if (strcmp(interface_name, "wl_surface") == 0)
+		return surface_dispatch;
+	return NULL;
+}
+
+void shm_copy_bound(struct guest_client *gc, struct wl_proxy *registry, uint32_t name)
+{
+	if (!gc->copy_shm || gc->host_shm)
+		return;
+	gc->host_shm = wl_proxy_marshal_flags(registry, 0 /* bind */, &wl_shm_interface, 1, 0,
+					      name, wl_shm_interface.name, 1, NULL);
+}
+
+void shm_copy_release(struct guest_client *gc)
+{
+	if (gc->host_shm)
+		wl_proxy_destroy(gc->host_shm);
+	gc->host_shm = NULL;
+}
