@@ -74,6 +74,10 @@ static pid_t spawn(char **program, int fd, const char *display_name)
 	fcntl(fd, F_SETFD, 0); // WAYLAND_SOCKET survives exec
 	setenv("WAYLAND_SOCKET", fd_str, 1);
 	setenv("WAYLAND_DISPLAY", display_name, 1); // for its children
+	// The loop's signalfd blocked these; the program must get them.
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGPIPE, SIG_DFL);
 	execvp(program[0], program);
 	fprintf(stderr, "sommelier: cannot run %s: %s\n", program[0], strerror(errno));

@@ -1,0 +1,54 @@
+#!/bin/sh
+# sommelier's command line, exit status and readiness notification; no
+# compositor needed (programs that never connect, and --parent without
+# clients).
+set -u
+bin=$1
+tmp=$(mktemp -d)
+trap 'kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+pid=
+fail() { echo "FAIL: $*"; exit 1; }
+mkdir -m 700 "$tmp/run"
+export XDG_RUNTIME_DIR="$tmp/run"
+unset WAYLAND_DISPLAY WAYLAND_SOCKET SOMMELIER_PEER SOMMELIER_DISPLAY SOMMELIER_SOCKET
+
+"$bin" --help | grep -q -- "--peer=unix:PATH" || fail "--help"
+"$bin" --version | grep -qx "sommelier [0-9.]*" || fail "--version"
+
+# No host side at all: a clear message naming the fix, exit 2.
+"$bin" true 2> "$tmp/err"; [ $? -eq 2 ] || fail "no host: exit status"
+grep -q "sommelier-host" "$tmp/err" || fail "no host: message does not say what to start"
+"$bin" --peer=tcp:127.0.0.1:1 true 2>/dev/null; [ $? -eq 2 ] || fail "tcp peer accepted"
+"$bin" --peer=bogus true 2>/dev/null; [ $? -eq 2 ] || fail "bad peer accepted"
+"$bin" --parent --display=x 2>/dev/null; [ $? -eq 2 ] || fail "--parent without --socket"
+"$bin" --display=x 2>/dev/null; [ $? -eq 2 ] || fail "no program accepted"
+
+# PROGRAM's exit status is sommelier's, also after "--", and options after
+# PROGRAM belong to PROGRAM.
+"$bin" --display=nowhere sh -c 'exit 7'; [ $? -eq 7 ] || fail "exit status not passed on"
+"$bin" --display=nowhere -- sh -c 'exit 3' --help; [ $? -eq 3 ] || fail "-- form"
+"$bin" --display=nowhere sh -c 'kill -TERM $$'; [ $? -eq 143 ] || fail "signal status"
+# The child sees a Wayland socket of its own and a display for its children.
+"$bin" --display=nowhere sh -c '[ -n "$WAYLAND_SOCKET" ] && [ -S "$XDG_RUNTIME_DIR/$WAYLAND_DISPLAY" ]' ||
+	fail "child environment"
+# SOMMELIER_DISPLAY is a default for --display.
+SOMMELIER_DISPLAY=nowhere "$bin" true || fail "SOMMELIER_DISPLAY"
+
+# --parent: listens, tells systemd it is ready, and exits 0 on SIGTERM.
+/usr/bin/python3 - "$tmp/notify" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1]); s.settimeout(10)
+open(sys.argv[1] + ".got", "wb").write(s.recv(64))
+PY
+npid=$!
+i=0; while [ ! -S "$tmp/notify" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+NOTIFY_SOCKET="$tmp/notify" "$bin" --parent --socket=sml-cli --display=nowhere \
+	--sd-notify=READY=1 &
+pid=$!
+wait $npid
+[ "$(cat "$tmp/notify.got" 2>/dev/null)" = "READY=1" ] || fail "sd-notify"
+[ -S "$tmp/run/sml-cli" ] || fail "--parent socket"
+kill -TERM $pid; wait $pid; [ $? -eq 0 ] || fail "--parent SIGTERM status"
+pid=
+echo "cli: 1 passed, 0 failed"
