@@ -103,6 +103,33 @@ static void test_registry(void)
 	sdev_client_destroy(c);
 }
 
+// The 16-byte INIT of older guests: one ring serves both purposes.
+static void test_legacy_init(void)
+{
+	struct sdev_client *c = sdev_client_connect(host_sock);
+	struct test_ctx t = { .c = c, .id = 1 };
+	CHECK_EQ(sdev_client_context_init(c, 1, CD_CAPSET_ID, 2, 1u << CD_CHANNEL_RING), 0);
+	t.query_fd = sml_memfd_create("ring", CD_RING_SIZE);
+	t.channel_fd = sml_memfd_create("unused", CD_RING_SIZE);
+	t.query = mmap(NULL, CD_RING_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, t.query_fd, 0);
+	t.channel = t.query; // events arrive in the only ring
+	t.channel_res = 0;
+	CHECK(t.query != MAP_FAILED);
+	CHECK_EQ(sdev_client_create_guest_blob(c, 1, t.query_fd, CD_RING_SIZE, &t.query_res), 0);
+	struct cd_init_legacy init = {
+		.hdr = { .cmd = CD_CMD_INIT, .cmd_size = sizeof(init) },
+		.query_ring_id = t.query_res, .channel_type = CD_CHANNEL_WAYLAND,
+	};
+	CHECK_EQ(sdev_client_exec(c, 1, 0, 0, NULL, 0, &init, sizeof(init), NULL), 0);
+	struct globals g;
+	get_globals(&t, &g);
+	CHECK(find_global(&g, "wl_compositor") >= 0);
+	munmap(t.query, CD_RING_SIZE);
+	close(t.query_fd);
+	close(t.channel_fd);
+	sdev_client_destroy(c);
+}
+
 // A wl_shm pool whose memory is a guest blob: the fd reaches weston, which
 // accepts the pool and a buffer in it.
 static void test_shm_pool_from_guest_blob(void)
@@ -649,6 +676,7 @@ int main(void)
 		void (*run)(void);
 	} tests[] = {
 		{ "registry", test_registry },
+		{ "legacy 16-byte INIT", test_legacy_init },
 		{ "shm pool from a guest blob", test_shm_pool_from_guest_blob },
 		{ "image requirements and host blobs", test_image_requirements },
 		{ "compositor EOF", test_compositor_eof },
