@@ -66,6 +66,11 @@ static void host_failed(struct guest_client *gc)
 	int err = wl_display_get_error(gc->host);
 	if (err == EPROTO)
 		fwd_post_host_error(gc);
+	else
+		wl_resource_post_error(wl_client_get_object(gc->client, 1),
+				       WL_DISPLAY_ERROR_IMPLEMENTATION,
+				       "sommelier: the host compositor connection was lost (%s)",
+				       strerror(err ? err : EPIPE));
 	guest_client_kill(gc, err == EPROTO ? "host protocol error" : "host connection lost");
 	if (gc->host_source)
 		wl_event_source_remove(gc->host_source);
