@@ -40,6 +40,8 @@
 // Client fds waiting for a SEND (see channel_send_chunk).
 #define CHANNEL_OUT_FDS_MAX (2u * CD_MAX_IDENTIFIERS)
 
+#define CHANNEL_CLIENT_SNDBUF (4 << 20)
+
 enum out_kind {
 	OUT_BLOB, // a guest blob made for this SEND: destroyed once sent
 	OUT_IMAGE, // a host blob from guest_channel_alloc_image: its owner keeps it
@@ -783,6 +785,11 @@ static bool channel_start_pump(struct guest_channel *ch, int *wl_fd)
 		sml_log_errno(SML_LOG_WARN, "channel: socketpair");
 		return false;
 	}
+	// libwayland-client treats a full socket as a fatal error: give its end
+	// room for bursts (the pump drains it every loop iteration).
+	int room = CHANNEL_CLIENT_SNDBUF;
+	if (setsockopt(sv[0], SOL_SOCKET, SO_SNDBUFFORCE, &room, sizeof(room)) < 0)
+		setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &room, sizeof(room));
 	ch->pump_fd = sv[1];
 	ch->pump_mask = WL_EVENT_READABLE;
 	if (!sml_fd_set_nonblock(ch->pump_fd) ||
