@@ -119,6 +119,62 @@ static int commit_frame(struct paint *p, int rows, uint32_t shade)
 	return 0;
 }
 
+static void fill_rows(uint32_t *pixels, int width, int y0, int y1, uint32_t color)
+{
+	for (int i = y0 * width; i < y1 * width; i++)
+		pixels[i] = color;
+}
+
+static int commit_buffer(struct paint *p, struct wl_buffer *buffer, int y0, int y1)
+{
+	struct wl_callback *cb = wl_surface_frame(p->surface);
+	p->frame_done = false;
+	wl_callback_add_listener(cb, &frame_listener, p);
+	wl_surface_attach(p->surface, buffer, 0, 0);
+	wl_surface_damage_buffer(p->surface, 0, y0, p->width, y1 - y0);
+	wl_surface_commit(p->surface);
+	while (!p->frame_done)
+		if (wl_display_dispatch(p->display) < 0)
+			return -1;
+	return 0;
+}
+
+// Two buffers, each frame damaged only where it differs from the frame
+// before, as a client that tracks buffer age does. A proxy that copies only
+// each commit's damage leaves rows 0-99 of A red; with per-buffer history
+// the final frame, shown at buffer scale 2 (128x128), is green (rows 0-49),
+// blue (50-99), red (100-127).
+static int history_scenario(struct paint *p)
+{
+	const uint32_t red = 0xffff0000, green = 0xff00ff00, blue = 0xff0000ff;
+	uint32_t *a = p->pixels;
+	struct wl_buffer *buffer_a = p->buffer;
+	struct wl_buffer *buffer_b = make_buffer(p); // p->pixels now points at B
+	uint32_t *b = p->pixels;
+	if (!buffer_b)
+		return -1;
+	fill_rows(a, p->width, 0, p->height, red);
+	if (commit_buffer(p, buffer_a, 0, p->height) < 0)
+		return -1;
+	fill_rows(b, p->width, 0, p->height, red);
+	fill_rows(b, p->width, 0, 100, green);
+	if (commit_buffer(p, buffer_b, 0, 100) < 0)
+		return -1;
+	fill_rows(a, p->width, 0, 100, green); // A catches up with frame 2
+	fill_rows(a, p->width, 100, 200, blue);
+	if (commit_buffer(p, buffer_a, 100, 200) < 0)
+		return -1;
+	// A buffer scale change makes the compositor render the whole surface
+	// again from what it holds, without new damage: stale host rows show.
+	wl_surface_set_buffer_scale(p->surface, 2);
+	wl_surface_attach(p->surface, buffer_a, 0, 0);
+	wl_surface_commit(p->surface);
+	wl_display_roundtrip(p->display);
+	printf("history: red, then green rows 0-99 (B), then blue rows 100-199 (A), "
+	       "shown at scale 2\n");
+	return 0;
+}
+
 static int setup(struct paint *p)
 {
 	p->display = wl_display_connect(NULL);
@@ -152,6 +208,7 @@ int main(int argc, char **argv)
 {
 	struct paint p = { .width = 256, .height = 256, .color = 0xff3366cc };
 	int frames = 0, damage = 100;
+	bool history = false;
 	double seconds = 0;
 	static const struct option opts[] = {
 		{ "size", required_argument, NULL, 's' },
@@ -159,6 +216,7 @@ int main(int argc, char **argv)
 		{ "frames", required_argument, NULL, 'f' },
 		{ "damage", required_argument, NULL, 'd' },
 		{ "seconds", required_argument, NULL, 't' },
+		{ "history", no_argument, NULL, 'H' },
 		{ 0 },
 	};
 	for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
@@ -172,10 +230,14 @@ int main(int argc, char **argv)
 			damage = atoi(optarg);
 		else if (c == 't')
 			seconds = atof(optarg);
+		else if (c == 'H')
+			history = true;
 		else
 			return 2;
 	}
-	if (setup(&p) < 0 || commit_frame(&p, 0, 0) < 0)
+	if (setup(&p) < 0)
+		return 1;
+	if (history ? history_scenario(&p) < 0 : commit_frame(&p, 0, 0) < 0)
 		return 1;
 	printf("painted %dx%d %08x\n", p.width, p.height, p.color);
 	fflush(stdout);
