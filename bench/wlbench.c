@@ -1,0 +1,424 @@
+// SPDX-License-Identifier: MIT
+// wlbench: a Wayland client that measures what a proxy adds to a client's
+// costs. Run it directly against a compositor, then through a proxy, and
+// compare (bench/run does that). It measures:
+//
+//   roundtrip_us       wl_display_roundtrip (one wl_display.sync) latency;
+//   commit_full_us     attach + damage_buffer + commit of a whole WxH
+//                      ARGB8888 shm buffer, then a round trip: the time from
+//                      the attach to the round trip's completion;
+//   commit_<P>pct_us   the same with P % of the rows damaged (a band that
+//                      moves down the buffer);
+//   memcpy_full_us,    a local memcpy of the same damaged bytes under the same
+//   memcpy_<P>pct_us   cache conditions: the floor of any copying proxy.
+//
+// The commit test ends with a round trip rather than a frame callback: a
+// headless compositor paces frames on its own repaint clock, which would
+// hide the proxy. Two buffers alternate; a buffer is rewritten only after
+// the compositor released it. Pixels are written before the clock starts.
+//
+// Each result is one line: NAME n=.. p50=.. p90=.. p99=.. min=.. mean=..
+// max=.. (microseconds) plus bytes= for the shm tests. With --hold, wlbench
+// then prints "hold pid=PID" and keeps its connection (so a caller can
+// sample the proxies' memory) until it receives SIGUSR1.
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include <wayland-client.h>
+
+#include "xdg-shell-client-protocol.h"
+
+#define RELEASE_TIMEOUT_MS 5000
+
+struct buffer {
+	struct wl_buffer *wl;
+	uint32_t *pixels;
+	bool busy; // attached and not yet released by the compositor
+};
+
+struct bench {
+	struct wl_display *display;
+	struct wl_compositor *compositor;
+	struct wl_shm *shm;
+	struct xdg_wm_base *wm_base;
+	struct wl_surface *surface;
+	struct xdg_surface *xdg_surface;
+	struct xdg_toplevel *toplevel;
+	struct buffer buffers[2];
+	bool configured;
+	int width, height;
+	int iterations, warmup, damage;
+	bool hold;
+	unsigned release_waits;
+	double *samples; // iterations of them
+};
+
+// ---- timing and statistics ------------------------------------------------
+
+static double now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int compare_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+// Nearest rank on sorted samples.
+static double percentile(const double *sorted, int n, double p)
+{
+	return sorted[(int)((n - 1) * p / 100.0 + 0.5)];
+}
+
+static void report(const char *name, double *samples, int n, size_t bytes)
+{
+	double sum = 0;
+	qsort(samples, n, sizeof(*samples), compare_double);
+	for (int i = 0; i < n; i++)
+		sum += samples[i];
+	printf("%s n=%d p50=%.1f p90=%.1f p99=%.1f min=%.1f mean=%.1f max=%.1f", name, n,
+	       percentile(samples, n, 50), percentile(samples, n, 90),
+	       percentile(samples, n, 99), samples[0], sum / n, samples[n - 1]);
+	if (bytes)
+		printf(" bytes=%zu", bytes);
+	printf("\n");
+	fflush(stdout);
+}
+
+// ---- Wayland objects --------------------------------------------------------
+
+static void on_global(void *data, struct wl_registry *registry, uint32_t name,
+		      const char *iface, uint32_t version)
+{
+	struct bench *b = data;
+	if (strcmp(iface, wl_compositor_interface.name) == 0)
+		b->compositor = wl_registry_bind(registry, name, &wl_compositor_interface, 4);
+	else if (strcmp(iface, wl_shm_interface.name) == 0)
+		b->shm = wl_registry_bind(registry, name, &wl_shm_interface, 1);
+	else if (strcmp(iface, xdg_wm_base_interface.name) == 0)
+		b->wm_base = wl_registry_bind(registry, name, &xdg_wm_base_interface, 1);
+}
+
+static void on_global_remove(void *data, struct wl_registry *registry, uint32_t name)
+{
+}
+
+static const struct wl_registry_listener registry_listener = { on_global, on_global_remove };
+
+static void on_ping(void *data, struct xdg_wm_base *wm_base, uint32_t serial)
+{
+	xdg_wm_base_pong(wm_base, serial);
+}
+
+static const struct xdg_wm_base_listener wm_base_listener = { on_ping };
+
+static void on_configure(void *data, struct xdg_surface *surface, uint32_t serial)
+{
+	struct bench *b = data;
+	xdg_surface_ack_configure(surface, serial);
+	b->configured = true;
+}
+
+static const struct xdg_surface_listener xdg_surface_listener = { on_configure };
+
+static void on_release(void *data, struct wl_buffer *wl_buffer)
+{
+	struct buffer *buf = data;
+	buf->busy = false;
+}
+
+static const struct wl_buffer_listener buffer_listener = { on_release };
+
+static size_t frame_size(const struct bench *b)
+{
+	return (size_t)b->width * 4 * b->height;
+}
+
+static int make_buffer(struct bench *b, struct buffer *buf)
+{
+	size_t size = frame_size(b);
+	int fd = memfd_create("wlbench", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
+		fprintf(stderr, "wlbench: memfd: %s\n", strerror(errno));
+		return -1;
+	}
+	buf->pixels = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (buf->pixels == MAP_FAILED) {
+		fprintf(stderr, "wlbench: mmap: %s\n", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	memset(buf->pixels, 0xff, size);
+	struct wl_shm_pool *pool = wl_shm_create_pool(b->shm, fd, (int32_t)size);
+	buf->wl = wl_shm_pool_create_buffer(pool, 0, b->width, b->height, b->width * 4,
+					    WL_SHM_FORMAT_ARGB8888);
+	wl_buffer_add_listener(buf->wl, &buffer_listener, buf);
+	wl_shm_pool_destroy(pool);
+	close(fd);
+	return 0;
+}
+
+static int connect_display(struct bench *b)
+{
+	b->display = wl_display_connect(NULL);
+	if (!b->display) {
+		fprintf(stderr, "wlbench: cannot connect to the compositor: %s\n",
+			strerror(errno));
+		return -1;
+	}
+	struct wl_registry *registry = wl_display_get_registry(b->display);
+	wl_registry_add_listener(registry, &registry_listener, b);
+	if (wl_display_roundtrip(b->display) < 0)
+		return -1;
+	if (!b->compositor || !b->shm || !b->wm_base) {
+		fprintf(stderr, "wlbench: the compositor lacks wl_compositor, wl_shm or "
+				"xdg_wm_base\n");
+		return -1;
+	}
+	xdg_wm_base_add_listener(b->wm_base, &wm_base_listener, b);
+	return 0;
+}
+
+static int make_toplevel(struct bench *b)
+{
+	b->surface = wl_compositor_create_surface(b->compositor);
+	b->xdg_surface = xdg_wm_base_get_xdg_surface(b->wm_base, b->surface);
+	xdg_surface_add_listener(b->xdg_surface, &xdg_surface_listener, b);
+	b->toplevel = xdg_surface_get_toplevel(b->xdg_surface);
+	xdg_toplevel_set_title(b->toplevel, "wlbench");
+	xdg_toplevel_set_app_id(b->toplevel, "wlbench");
+	wl_surface_commit(b->surface);
+	while (!b->configured)
+		if (wl_display_dispatch(b->display) < 0)
+			return -1;
+	for (int i = 0; i < 2; i++)
+		if (make_buffer(b, &b->buffers[i]) < 0)
+			return -1;
+	return 0;
+}
+
+// ---- the measurements -------------------------------------------------------
+
+static int measure_roundtrip(struct bench *b)
+{
+	for (int i = -b->warmup; i < b->iterations; i++) {
+		double start = now_us();
+		if (wl_display_roundtrip(b->display) < 0)
+			return -1;
+		if (i >= 0)
+			b->samples[i] = now_us() - start;
+	}
+	report("roundtrip_us", b->samples, b->iterations, 0);
+	return 0;
+}
+
+// Dispatches until the compositor releases buf (it holds at most one).
+static int wait_release(struct bench *b, struct buffer *buf)
+{
+	if (buf->busy)
+		b->release_waits++;
+	while (buf->busy) {
+		if (wl_display_flush(b->display) < 0)
+			return -1;
+		struct pollfd pfd = { wl_display_get_fd(b->display), POLLIN, 0 };
+		int n = poll(&pfd, 1, RELEASE_TIMEOUT_MS);
+		if (n == 0)
+			fprintf(stderr, "wlbench: the compositor never released a buffer\n");
+		if (n <= 0 || wl_display_dispatch(b->display) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+// The band of rows iteration i damages: `rows` of them, moving down.
+static int band_start(const struct bench *b, int i, int rows)
+{
+	return (i % (b->height / rows)) * rows;
+}
+
+static void paint_rows(const struct bench *b, uint32_t *pixels, int y0, int rows, int i)
+{
+	uint32_t color = 0xff000000u | ((uint32_t)i * 0x00010203u & 0x00ffffffu);
+	uint32_t *p = pixels + (size_t)y0 * b->width;
+	for (size_t n = (size_t)rows * b->width; n > 0; n--)
+		*p++ = color;
+}
+
+static int commit_once(struct bench *b, int i, int rows, double *us)
+{
+	struct buffer *buf = &b->buffers[i & 1];
+	int y0 = band_start(b, i, rows);
+	if (wait_release(b, buf) < 0)
+		return -1;
+	paint_rows(b, buf->pixels, y0, rows, i);
+	double start = now_us();
+	wl_surface_attach(b->surface, buf->wl, 0, 0);
+	wl_surface_damage_buffer(b->surface, 0, y0, b->width, rows);
+	wl_surface_commit(b->surface);
+	buf->busy = true;
+	if (wl_display_roundtrip(b->display) < 0)
+		return -1;
+	*us = now_us() - start;
+	return 0;
+}
+
+static int measure_commit(struct bench *b, const char *name, int rows)
+{
+	double unused;
+	b->release_waits = 0;
+	for (int i = 0; i < b->warmup; i++)
+		if (commit_once(b, i, rows, &unused) < 0)
+			return -1;
+	for (int i = 0; i < b->iterations; i++)
+		if (commit_once(b, b->warmup + i, rows, &b->samples[i]) < 0)
+			return -1;
+	if (b->release_waits)
+		fprintf(stderr, "wlbench: %s: waited %u times for a buffer release\n", name,
+			b->release_waits);
+	report(name, b->samples, b->iterations, (size_t)rows * b->width * 4);
+	return 0;
+}
+
+// Keeps the destination of the copies observable, so they are not elided.
+static void *volatile copy_sink;
+
+static int measure_memcpy(struct bench *b, const char *name, int rows)
+{
+	size_t size = frame_size(b), stride = (size_t)b->width * 4;
+	uint8_t *src = malloc(size), *dst = malloc(size);
+	if (!src || !dst) {
+		free(src);
+		free(dst);
+		return -1;
+	}
+	memset(src, 0xff, size);
+	memset(dst, 0, size);
+	for (int i = 0; i < b->warmup + b->iterations; i++) {
+		int y0 = band_start(b, i, rows);
+		paint_rows(b, (uint32_t *)src, y0, rows, i);
+		double start = now_us();
+		memcpy(dst + y0 * stride, src + y0 * stride, rows * stride);
+		copy_sink = dst;
+		if (i >= b->warmup)
+			b->samples[i - b->warmup] = now_us() - start;
+	}
+	free(src);
+	free(dst);
+	report(name, b->samples, b->iterations, rows * stride);
+	return 0;
+}
+
+// ---- main -------------------------------------------------------------------
+
+static int run(struct bench *b)
+{
+	int partial = b->height * b->damage / 100;
+	char name[64];
+	if (partial < 1)
+		partial = 1;
+	if (measure_roundtrip(b) < 0 || measure_commit(b, "commit_full_us", b->height) < 0)
+		return -1;
+	snprintf(name, sizeof(name), "commit_%dpct_us", b->damage);
+	if (measure_commit(b, name, partial) < 0 ||
+	    measure_memcpy(b, "memcpy_full_us", b->height) < 0)
+		return -1;
+	snprintf(name, sizeof(name), "memcpy_%dpct_us", b->damage);
+	return measure_memcpy(b, name, partial);
+}
+
+// With --hold: keep the connection until SIGUSR1 (blocked since startup).
+static void hold(void)
+{
+	sigset_t set;
+	int sig;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	printf("hold pid=%d\n", (int)getpid());
+	fflush(stdout);
+	sigwait(&set, &sig);
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out, "Usage: wlbench [OPTION]...\n"
+		     "Measures round trips and shm commits against $WAYLAND_DISPLAY.\n\n"
+		     "  -n, --iterations=N   measured iterations per test (200)\n"
+		     "  -w, --warmup=N       unmeasured iterations before each test (10)\n"
+		     "  -s, --size=WxH       buffer size (1920x1080)\n"
+		     "  -d, --damage=PCT     rows damaged in the partial commit test (10)\n"
+		     "      --hold           after the results, wait for SIGUSR1\n"
+		     "  -h, --help\n");
+}
+
+// 0 to run, 1 for --help, -1 on a bad command line.
+static int parse_args(struct bench *b, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "iterations", required_argument, NULL, 'n' },
+		{ "warmup", required_argument, NULL, 'w' },
+		{ "size", required_argument, NULL, 's' },
+		{ "damage", required_argument, NULL, 'd' },
+		{ "hold", no_argument, NULL, 'H' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	for (int c; (c = getopt_long(argc, argv, "n:w:s:d:h", opts, NULL)) != -1;) {
+		if (c == 'n')
+			b->iterations = atoi(optarg);
+		else if (c == 'w')
+			b->warmup = atoi(optarg);
+		else if (c == 's' && sscanf(optarg, "%dx%d", &b->width, &b->height) == 2)
+			continue;
+		else if (c == 'd')
+			b->damage = atoi(optarg);
+		else if (c == 'H')
+			b->hold = true;
+		else if (c == 'h')
+			return 1;
+		else
+			return -1;
+	}
+	if (optind < argc || b->iterations < 1 || b->warmup < 0 || b->width < 1 ||
+	    b->height < 1 || b->width > 16384 || b->height > 16384 || b->damage < 1 ||
+	    b->damage > 100)
+		return -1;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct bench b = { .width = 1920, .height = 1080, .iterations = 200, .warmup = 10,
+			   .damage = 10 };
+	sigset_t set;
+	int parsed = parse_args(&b, argc, argv);
+	if (parsed) {
+		usage(parsed < 0 ? stderr : stdout);
+		return parsed < 0 ? 2 : 0;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	b.samples = calloc(b.iterations, sizeof(*b.samples));
+	if (!b.samples || connect_display(&b) < 0 || make_toplevel(&b) < 0 || run(&b) < 0) {
+		fprintf(stderr, "wlbench: failed\n");
+		return 1;
+	}
+	if (b.hold)
+		hold();
+	wl_display_disconnect(b.display);
+	free(b.samples);
+	return 0;
+}
