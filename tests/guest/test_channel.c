@@ -390,22 +390,14 @@ int main(void)
 	harness_start_weston("wl-test");
 	host_pid = harness_start_host(host_sock, "wl-test", NULL);
 
-	struct {
-		const char *name;
-		void (*run)(void);
-	} tests[] = {
+	static const struct harness_test tests[] = {
 		{ "registry", test_registry },
 		{ "shm pool from guest memory", test_shm_pool },
 		{ "bulk requests", test_bulk },
 		{ "compositor EOF", test_compositor_eof },
 		{ "no host", test_no_host },
 	};
-	int passed = 0;
-	for (size_t i = 0; i < SML_ARRAY_LEN(tests); i++) {
-		printf("--- %s\n", tests[i].name);
-		tests[i].run();
-		passed++;
-	}
+	int passed = harness_run(tests, SML_ARRAY_LEN(tests));
 	printf("--- no leaks over 100 channel cycles\n");
 	test_no_leaks(100);
 	passed++;

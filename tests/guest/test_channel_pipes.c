@@ -64,18 +64,6 @@ static void on_closed(void *data, const char *reason)
 
 static const struct guest_channel_listener listener = { .closed = on_closed };
 
-static int fake_listen(const char *path)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	CHECK(strlen(path) < sizeof(addr.sun_path));
-	memcpy(addr.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	CHECK(fd >= 0);
-	CHECK(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
-	CHECK(listen(fd, 16) == 0);
-	return fd;
-}
-
 static void chan_open(struct chan *c)
 {
 	struct vgpu_dev *dev;
@@ -86,10 +74,7 @@ static void chan_open(struct chan *c)
 	c->ch = guest_channel_create(c->loop, dev, &listener, c, &c->wl);
 	CHECK(c->ch != NULL);
 	// The daemon connects to the compositor when it runs the INIT.
-	struct pollfd pfd = { .fd = fake_listener, .events = POLLIN };
-	CHECK(poll(&pfd, 1, TIMEOUT_MS) == 1);
-	c->comp = accept4(fake_listener, NULL, NULL, SOCK_CLOEXEC);
-	CHECK(c->comp >= 0);
+	c->comp = harness_accept(fake_listener, TIMEOUT_MS);
 	CHECK_EQ(c->closed, 0);
 }
 
@@ -618,13 +603,10 @@ int main(void)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	snprintf(fake_path, sizeof(fake_path), "%s/scripted-compositor", dir);
 	snprintf(host_sock, sizeof(host_sock), "%s/host.sock", dir);
-	fake_listener = fake_listen(fake_path);
+	fake_listener = harness_listen_unix(fake_path);
 	host_pid = harness_start_host(host_sock, fake_path, NULL);
 
-	struct {
-		const char *name;
-		void (*run)(void);
-	} tests[] = {
+	static const struct harness_test tests[] = {
 		{ "bytes both ways", test_bytes },
 		{ "memfd to the compositor", test_memfd_to_compositor },
 		{ "read pipe", test_read_pipe },
@@ -635,12 +617,7 @@ int main(void)
 		{ "bad fd", test_bad_fd },
 		{ "compositor close", test_compositor_close },
 	};
-	int passed = 0;
-	for (size_t i = 0; i < SML_ARRAY_LEN(tests); i++) {
-		printf("--- %s\n", tests[i].name);
-		tests[i].run();
-		passed++;
-	}
+	int passed = harness_run(tests, SML_ARRAY_LEN(tests));
 	printf("--- no leaks over 50 cycles\n");
 	test_no_leaks(50);
 	passed++;

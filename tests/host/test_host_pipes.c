@@ -38,25 +38,9 @@ static void fill_pattern(uint8_t *buf, size_t size, uint32_t seed)
 	}
 }
 
-static int fake_listen(const char *path)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	CHECK(strlen(path) < sizeof(addr.sun_path));
-	memcpy(addr.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	CHECK(fd >= 0);
-	CHECK(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
-	CHECK(listen(fd, 16) == 0);
-	return fd;
-}
-
 static int fake_accept(void)
 {
-	struct pollfd pfd = { .fd = fake_listener, .events = POLLIN };
-	CHECK(poll(&pfd, 1, TIMEOUT) == 1);
-	int fd = accept4(fake_listener, NULL, NULL, SOCK_CLOEXEC);
-	CHECK(fd >= 0);
-	return fd;
+	return harness_accept(fake_listener, TIMEOUT);
 }
 
 // A guest context whose compositor connection is `*wl` on our side.
@@ -494,7 +478,7 @@ int main(void)
 	snprintf(fake_path, sizeof(fake_path), "%s/scripted-compositor", dir);
 	snprintf(host_sock, sizeof(host_sock), "%s/host.sock", dir);
 	snprintf(small_sock, sizeof(small_sock), "%s/small.sock", dir);
-	fake_listener = fake_listen(fake_path);
+	fake_listener = harness_listen_unix(fake_path);
 	int port = free_tcp_port();
 	char tcp_arg[64];
 	snprintf(tcp_arg, sizeof(tcp_arg), "--tcp=127.0.0.1:%d", port);

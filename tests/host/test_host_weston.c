@@ -671,10 +671,7 @@ int main(void)
 	harness_start_weston("wl-test");
 	host_pid = harness_start_host(host_sock, "wl-test", "--log-level=info", NULL);
 
-	struct {
-		const char *name;
-		void (*run)(void);
-	} tests[] = {
+	static const struct harness_test tests[] = {
 		{ "registry", test_registry },
 		{ "legacy 16-byte INIT", test_legacy_init },
 		{ "shm pool from a guest blob", test_shm_pool_from_guest_blob },
@@ -685,13 +682,7 @@ int main(void)
 		{ "kernel rules", test_kernel_rules },
 		{ "bad connections", test_bad_connections },
 	};
-	int passed = 0;
-	for (size_t i = 0; i < SML_ARRAY_LEN(tests); i++) {
-		printf("--- %s\n", tests[i].name);
-		fflush(stdout);
-		tests[i].run();
-		passed++;
-	}
+	int passed = harness_run(tests, SML_ARRAY_LEN(tests));
 	printf("--- no leaks over 200 context cycles\n");
 	test_no_leaks(200);
 	passed++;

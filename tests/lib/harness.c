@@ -4,10 +4,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -131,6 +134,37 @@ pid_t harness_start_host(const char *sock_path, const char *display, ...)
 	pid_t pid = harness_spawn(argv);
 	CHECK(harness_wait_for_path(sock_path, 10000));
 	return pid;
+}
+
+int harness_listen_unix(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	CHECK(strlen(path) < sizeof(addr.sun_path));
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0);
+	CHECK(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+	CHECK(listen(fd, 16) == 0);
+	return fd;
+}
+
+int harness_accept(int listener, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = listener, .events = POLLIN };
+	CHECK(poll(&pfd, 1, timeout_ms) == 1);
+	int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(fd >= 0);
+	return fd;
+}
+
+int harness_run(const struct harness_test *tests, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		printf("--- %s\n", tests[i].name);
+		fflush(stdout);
+		tests[i].run();
+	}
+	return (int)count;
 }
 
 int harness_count_fds(pid_t pid)

@@ -45,6 +45,20 @@ pid_t harness_start_weston(const char *name);
 // compositor `display`; extra arguments may follow (NULL-terminated).
 pid_t harness_start_host(const char *sock_path, const char *display, ...);
 
+// A scripted compositor: a listening Unix socket at `path`, and the next
+// connection to it (fails the test after timeout_ms).
+int harness_listen_unix(const char *path);
+int harness_accept(int listener, int timeout_ms);
+
+struct harness_test {
+	const char *name;
+	void (*run)(void);
+};
+
+// Runs each test in order, announcing it; a failing CHECK ends the process.
+// Returns how many ran (all of them passed).
+int harness_run(const struct harness_test *tests, size_t count);
+
 int harness_count_fds(pid_t pid);
 // Resident memory of a process in KiB.
 long harness_rss_kib(pid_t pid);
