@@ -35,7 +35,7 @@
 #include <unistd.h>
 #include <wayland-client.h>
 
-#include "xdg-shell-client-protocol.h"
+#include "window.h"
 
 #define RELEASE_TIMEOUT_MS 5000
 
@@ -46,15 +46,10 @@ struct buffer {
 };
 
 struct bench {
-	struct wl_display *display;
-	struct wl_compositor *compositor;
-	struct wl_shm *shm;
-	struct xdg_wm_base *wm_base;
-	struct wl_surface *surface;
-	struct xdg_surface *xdg_surface;
-	struct xdg_toplevel *toplevel;
+	struct test_window w;
+	struct wl_display *display; // w.display
+	struct wl_surface *surface; // w.surface
 	struct buffer buffers[2];
-	bool configured;
 	int width, height;
 	int iterations, warmup, damage;
 	bool hold;
@@ -100,40 +95,6 @@ static void report(const char *name, double *samples, int n, size_t bytes)
 
 // ---- Wayland objects --------------------------------------------------------
 
-static void on_global(void *data, struct wl_registry *registry, uint32_t name,
-		      const char *iface, uint32_t version)
-{
-	struct bench *b = data;
-	if (strcmp(iface, wl_compositor_interface.name) == 0)
-		b->compositor = wl_registry_bind(registry, name, &wl_compositor_interface, 4);
-	else if (strcmp(iface, wl_shm_interface.name) == 0)
-		b->shm = wl_registry_bind(registry, name, &wl_shm_interface, 1);
-	else if (strcmp(iface, xdg_wm_base_interface.name) == 0)
-		b->wm_base = wl_registry_bind(registry, name, &xdg_wm_base_interface, 1);
-}
-
-static void on_global_remove(void *data, struct wl_registry *registry, uint32_t name)
-{
-}
-
-static const struct wl_registry_listener registry_listener = { on_global, on_global_remove };
-
-static void on_ping(void *data, struct xdg_wm_base *wm_base, uint32_t serial)
-{
-	xdg_wm_base_pong(wm_base, serial);
-}
-
-static const struct xdg_wm_base_listener wm_base_listener = { on_ping };
-
-static void on_configure(void *data, struct xdg_surface *surface, uint32_t serial)
-{
-	struct bench *b = data;
-	xdg_surface_ack_configure(surface, serial);
-	b->configured = true;
-}
-
-static const struct xdg_surface_listener xdg_surface_listener = { on_configure };
-
 static void on_release(void *data, struct wl_buffer *wl_buffer)
 {
 	struct buffer *buf = data;
@@ -149,61 +110,19 @@ static size_t frame_size(const struct bench *b)
 
 static int make_buffer(struct bench *b, struct buffer *buf)
 {
-	size_t size = frame_size(b);
-	int fd = memfd_create("wlbench", MFD_CLOEXEC);
-	if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
-		fprintf(stderr, "wlbench: memfd: %s\n", strerror(errno));
+	buf->wl = test_window_buffer(&b->w, b->width, b->height, 0xffffffff, &buf->pixels);
+	if (!buf->wl)
 		return -1;
-	}
-	buf->pixels = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (buf->pixels == MAP_FAILED) {
-		fprintf(stderr, "wlbench: mmap: %s\n", strerror(errno));
-		close(fd);
-		return -1;
-	}
-	memset(buf->pixels, 0xff, size);
-	struct wl_shm_pool *pool = wl_shm_create_pool(b->shm, fd, (int32_t)size);
-	buf->wl = wl_shm_pool_create_buffer(pool, 0, b->width, b->height, b->width * 4,
-					    WL_SHM_FORMAT_ARGB8888);
 	wl_buffer_add_listener(buf->wl, &buffer_listener, buf);
-	wl_shm_pool_destroy(pool);
-	close(fd);
-	return 0;
-}
-
-static int connect_display(struct bench *b)
-{
-	b->display = wl_display_connect(NULL);
-	if (!b->display) {
-		fprintf(stderr, "wlbench: cannot connect to the compositor: %s\n",
-			strerror(errno));
-		return -1;
-	}
-	struct wl_registry *registry = wl_display_get_registry(b->display);
-	wl_registry_add_listener(registry, &registry_listener, b);
-	if (wl_display_roundtrip(b->display) < 0)
-		return -1;
-	if (!b->compositor || !b->shm || !b->wm_base) {
-		fprintf(stderr, "wlbench: the compositor lacks wl_compositor, wl_shm or "
-				"xdg_wm_base\n");
-		return -1;
-	}
-	xdg_wm_base_add_listener(b->wm_base, &wm_base_listener, b);
 	return 0;
 }
 
 static int make_toplevel(struct bench *b)
 {
-	b->surface = wl_compositor_create_surface(b->compositor);
-	b->xdg_surface = xdg_wm_base_get_xdg_surface(b->wm_base, b->surface);
-	xdg_surface_add_listener(b->xdg_surface, &xdg_surface_listener, b);
-	b->toplevel = xdg_surface_get_toplevel(b->xdg_surface);
-	xdg_toplevel_set_title(b->toplevel, "wlbench");
-	xdg_toplevel_set_app_id(b->toplevel, "wlbench");
-	wl_surface_commit(b->surface);
-	while (!b->configured)
-		if (wl_display_dispatch(b->display) < 0)
-			return -1;
+	if (test_window_open(&b->w, "wlbench") < 0)
+		return -1;
+	b->display = b->w.display;
+	b->surface = b->w.surface;
 	for (int i = 0; i < 2; i++)
 		if (make_buffer(b, &b->buffers[i]) < 0)
 			return -1;
@@ -412,7 +331,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	b.samples = calloc(b.iterations, sizeof(*b.samples));
-	if (!b.samples || connect_display(&b) < 0 || make_toplevel(&b) < 0 || run(&b) < 0) {
+	if (!b.samples || make_toplevel(&b) < 0 || run(&b) < 0) {
 		fprintf(stderr, "wlbench: failed\n");
 		return 1;
 	}

@@ -15,56 +15,18 @@
 #include <unistd.h>
 #include <wayland-client.h>
 
-#include "xdg-shell-client-protocol.h"
+#include "window.h"
 
 struct paint {
-	struct wl_display *display;
-	struct wl_compositor *compositor;
-	struct wl_shm *shm;
-	struct xdg_wm_base *wm_base;
-	struct wl_surface *surface;
-	struct xdg_surface *xdg_surface;
-	struct xdg_toplevel *toplevel;
+	struct test_window w;
+	struct wl_display *display; // w.display
+	struct wl_surface *surface; // w.surface
 	struct wl_buffer *buffer;
 	uint32_t *pixels;
 	int width, height;
 	uint32_t color;
-	bool configured, frame_done;
+	bool frame_done;
 };
-
-static void on_global(void *data, struct wl_registry *registry, uint32_t name,
-		      const char *iface, uint32_t version)
-{
-	struct paint *p = data;
-	if (strcmp(iface, "wl_compositor") == 0)
-		p->compositor = wl_registry_bind(registry, name, &wl_compositor_interface, 4);
-	else if (strcmp(iface, "wl_shm") == 0)
-		p->shm = wl_registry_bind(registry, name, &wl_shm_interface, 1);
-	else if (strcmp(iface, "xdg_wm_base") == 0)
-		p->wm_base = wl_registry_bind(registry, name, &xdg_wm_base_interface, 1);
-}
-
-static void on_global_remove(void *data, struct wl_registry *registry, uint32_t name)
-{
-}
-
-static const struct wl_registry_listener registry_listener = { on_global, on_global_remove };
-
-static void on_ping(void *data, struct xdg_wm_base *wm_base, uint32_t serial)
-{
-	xdg_wm_base_pong(wm_base, serial);
-}
-
-static const struct xdg_wm_base_listener wm_base_listener = { on_ping };
-
-static void on_configure(void *data, struct xdg_surface *surface, uint32_t serial)
-{
-	struct paint *p = data;
-	xdg_surface_ack_configure(surface, serial);
-	p->configured = true;
-}
-
-static const struct xdg_surface_listener xdg_surface_listener = { on_configure };
 
 static void on_frame(void *data, struct wl_callback *cb, uint32_t time)
 {
@@ -77,21 +39,7 @@ static const struct wl_callback_listener frame_listener = { on_frame };
 
 static struct wl_buffer *make_buffer(struct paint *p)
 {
-	int stride = p->width * 4, size = stride * p->height;
-	int fd = memfd_create("sml-paint", MFD_CLOEXEC);
-	if (fd < 0 || ftruncate(fd, size) < 0)
-		return NULL;
-	p->pixels = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p->pixels == MAP_FAILED)
-		return NULL;
-	for (int i = 0; i < p->width * p->height; i++)
-		p->pixels[i] = p->color;
-	struct wl_shm_pool *pool = wl_shm_create_pool(p->shm, fd, size);
-	struct wl_buffer *buffer = wl_shm_pool_create_buffer(pool, 0, p->width, p->height, stride,
-							     WL_SHM_FORMAT_ARGB8888);
-	wl_shm_pool_destroy(pool);
-	close(fd);
-	return buffer;
+	return test_window_buffer(&p->w, p->width, p->height, p->color, &p->pixels);
 }
 
 static double now_ms(void)
@@ -177,29 +125,10 @@ static int history_scenario(struct paint *p)
 
 static int setup(struct paint *p)
 {
-	p->display = wl_display_connect(NULL);
-	if (!p->display) {
-		fprintf(stderr, "paint: cannot connect: %s\n", strerror(errno));
+	if (test_window_open(&p->w, "sml-paint") < 0)
 		return -1;
-	}
-	struct wl_registry *registry = wl_display_get_registry(p->display);
-	wl_registry_add_listener(registry, &registry_listener, p);
-	wl_display_roundtrip(p->display);
-	if (!p->compositor || !p->shm || !p->wm_base) {
-		fprintf(stderr, "paint: missing globals\n");
-		return -1;
-	}
-	xdg_wm_base_add_listener(p->wm_base, &wm_base_listener, p);
-	p->surface = wl_compositor_create_surface(p->compositor);
-	p->xdg_surface = xdg_wm_base_get_xdg_surface(p->wm_base, p->surface);
-	xdg_surface_add_listener(p->xdg_surface, &xdg_surface_listener, p);
-	p->toplevel = xdg_surface_get_toplevel(p->xdg_surface);
-	xdg_toplevel_set_title(p->toplevel, "sml-paint");
-	xdg_toplevel_set_app_id(p->toplevel, "sml-paint");
-	wl_surface_commit(p->surface);
-	while (!p->configured)
-		if (wl_display_dispatch(p->display) < 0)
-			return -1;
+	p->display = p->w.display;
+	p->surface = p->w.surface;
 	p->buffer = make_buffer(p);
 	return p->buffer ? 0 : -1;
 }
