@@ -18,9 +18,10 @@ build=(
 # fuzz/run: clang with libFuzzer and the sanitizer runtimes.
 fuzz=(clang libclang-rt-dev)
 # meson test: headless compositors and real clients.
-tests=(weston wayland-utils)
-# Planned for the guest-proxy and Xwayland tests (DESIGN.md), not needed yet:
-# sway foot wtype wl-clipboard grim xwayland x11-utils xterm xdotool waypipe.
+tests=(weston wayland-utils sway foot wtype wl-clipboard grim python3-pil)
+# Planned for the Xwayland tests (DESIGN.md), not needed yet:
+# xwayland x11-utils xterm xdotool. bench/run also compares with waypipe when
+# it is installed.
 
 packages=("${build[@]}" "${fuzz[@]}" "${tests[@]}")
 

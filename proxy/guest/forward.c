@@ -65,6 +65,23 @@ static const char *next_arg(const char *sig, struct sig_arg *arg)
 	return *sig ? sig + 1 : NULL;
 }
 
+// libwayland's closures hold at most 20 arguments.
+#define MAX_ARGS 20
+
+// Translation happens in a copy: after a handler returns, libwayland-client
+// unrefs the proxies in its own argument array, so that array must keep
+// the proxies it had.
+static union wl_argument *copy_args(const struct wl_message *msg, const union wl_argument *args,
+				    union wl_argument copy[MAX_ARGS])
+{
+	struct sig_arg a;
+	int n = 0;
+	for (const char *s = next_arg(msg->signature, &a); s && n < MAX_ARGS; s = next_arg(s, &a))
+		n++;
+	memcpy(copy, args, (size_t)n * sizeof(*copy));
+	return copy;
+}
+
 static void close_fds(const struct wl_message *msg, union wl_argument *args)
 {
 	struct sig_arg a;
@@ -149,8 +166,10 @@ static void pair_new_resource(struct fwd_object *obj, const struct wl_interface 
 }
 
 int fwd_request_dispatch(const void *impl, void *target, uint32_t opcode,
-			 const struct wl_message *msg, union wl_argument *args)
+			 const struct wl_message *msg, union wl_argument *orig_args)
 {
+	union wl_argument copy[MAX_ARGS];
+	union wl_argument *args = copy_args(msg, orig_args, copy);
 	struct wl_resource *resource = target;
 	struct fwd_object *obj = fwd_from_resource(resource);
 	int new_id_index;
@@ -227,8 +246,10 @@ static void drop_event(const struct wl_message *msg, union wl_argument *args)
 }
 
 static int event_dispatch(const void *impl, void *target, uint32_t opcode,
-			  const struct wl_message *msg, union wl_argument *args)
+			  const struct wl_message *msg, union wl_argument *orig_args)
 {
+	union wl_argument copy[MAX_ARGS];
+	union wl_argument *args = copy_args(msg, orig_args, copy);
 	struct fwd_object *obj = fwd_from_proxy(target);
 	if (!obj || !obj->resource) {
 		drop_event(msg, args);
