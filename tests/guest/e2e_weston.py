@@ -1,0 +1,958 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""End-to-end tests of the guest proxy with a real compositor and real clients.
+
+A headless weston (pixman renderer, so that weston-screenshooter has pixels)
+runs in a private XDG_RUNTIME_DIR, sommelier-host in front of it, and the
+guest proxy `sommelier` in front of that. Each test prints one line with its
+result and numbers; the last line is "N passed, M failed" and the exit status
+is non-zero when anything failed.
+
+  globals_match             wayland-info lists the same globals through the proxy
+  simple_shm_runs           weston-simple-shm through the proxy, window on screen
+  pixels_passthrough        sml-paint's exact colour on screen (shared memory)
+  pixels_copy               the same with --shm-copy (and the pool really copied)
+  pixels_copy_repaint       --shm-copy with --frames 3 --damage 50
+  fifty_clients_isolation   50 clients on one --parent; SIGKILL one, garbage one
+  no_growth_500_cycles      fds and RSS of sommelier and sommelier-host
+  host_protocol_error       a host error reaches the guest on the guest's object
+  compositor_gone           weston killed: clients fail, the proxy survives
+
+Binaries: SML_HOST_BIN, SML_GUEST_BIN, SML_PAINT_BIN (meson sets them; by
+hand they default to the build/ directory of this checkout).
+Python standard library and PIL (python3-pil) only.
+"""
+import os
+import sys
+
+try:
+    from PIL import Image, ImageChops
+except ImportError:
+    # A python3 earlier in PATH (pyenv, a venv) may lack Debian's python3-pil.
+    if os.path.exists("/usr/bin/python3") and not os.environ.get("SML_E2E_REEXEC"):
+        os.environ["SML_E2E_REEXEC"] = "1"
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+    print("FAIL setup: PIL is missing (tools/deps.sh --install installs python3-pil)")
+    print("0 passed, 1 failed")
+    sys.exit(1)
+
+import collections
+import ctypes
+import glob
+import random
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+import traceback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HOST_BIN = os.environ.get("SML_HOST_BIN") or os.path.join(ROOT, "build/proxy/host/sommelier-host")
+GUEST_BIN = os.environ.get("SML_GUEST_BIN") or os.path.join(ROOT, "build/proxy/guest/sommelier")
+PAINT_BIN = os.environ.get("SML_PAINT_BIN") or os.path.join(ROOT, "build/tests/guest/sml-paint")
+
+WESTON_SOCKET = "host-weston"  # not wayland-N: sommelier picks those for its programs
+PAINT_AREA = 256 * 256
+
+# Globals weston offers that the proxy must not carry, and why. Anything else
+# that differs between wayland-info direct and through the proxy fails.
+HIDDEN_GLOBALS = {
+    "zwp_linux_explicit_synchronization_v1":
+        "hidden: sync_file fds cannot cross the channel",
+    "weston_desktop_shell":
+        "weston's private protocol: XML not packaged, never advertised unparsed",
+    "weston_screenshooter":
+        "weston's private protocol: XML not packaged, never advertised unparsed",
+    "weston_debug_v1":
+        "weston's private protocol: XML not packaged, never advertised unparsed",
+}
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_us():
+    # In the child before exec: if this script is killed outright (SIGKILL),
+    # what it started goes too instead of lingering.
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class TestFailure(Exception):
+    pass
+
+
+def check(cond, what):
+    """Fails the test with WHAT (a string, or a function making it) unless COND."""
+    if not cond:
+        raise TestFailure(what() if callable(what) else what)
+
+
+# ---- processes -------------------------------------------------------------
+
+class Env:
+    """The private runtime directory and every process started in it."""
+
+    def __init__(self):
+        self.runtime = tempfile.mkdtemp(prefix="sml-e2e-")
+        os.chmod(self.runtime, 0o700)
+        self.procs = []
+        self.logs = {}  # Popen -> log path
+        self.weston = None
+        self.host = None
+        self.host_sock = os.path.join(self.runtime, "sommelier-host.sock")
+        self.serial = 0
+
+    def env(self, **extra):
+        env = dict(os.environ)
+        for key in ("WAYLAND_DISPLAY", "WAYLAND_SOCKET", "SOMMELIER_PEER",
+                    "SOMMELIER_DISPLAY", "SOMMELIER_SOCKET", "NOTIFY_SOCKET"):
+            env.pop(key, None)
+        env["XDG_RUNTIME_DIR"] = self.runtime
+        env.update(extra)
+        return env
+
+    def path(self, name):
+        return os.path.join(self.runtime, name)
+
+    def log_path(self, tag):
+        self.serial += 1
+        return self.path("log-%03d-%s.txt" % (self.serial, tag))
+
+    def spawn(self, argv, tag, display=None, stdout_path=None, cwd=None):
+        """Starts argv in its own process group, stdout and stderr to files."""
+        extra = {"WAYLAND_DISPLAY": display} if display else {}
+        log = self.log_path(tag)
+        err = open(log, "wb")
+        out = open(stdout_path, "wb") if stdout_path else err
+        try:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                 env=self.env(**extra), cwd=cwd or self.runtime,
+                                 start_new_session=True, preexec_fn=_die_with_us)
+        finally:
+            err.close()
+            if out is not err:
+                out.close()
+        self.procs.append(p)
+        self.logs[p] = log
+        return p
+
+    def log_tail(self, p, lines=5):
+        try:
+            with open(self.logs[p], "r", errors="replace") as f:
+                text = f.read().strip().splitlines()
+        except (OSError, KeyError):
+            return ""
+        return " | ".join(text[-lines:])
+
+    def killpg(self, p, sig):
+        try:
+            os.killpg(p.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self, p, timeout=3.0):
+        """SIGTERM to the group, SIGKILL after timeout; returns the status."""
+        if p.poll() is None:
+            self.killpg(p, signal.SIGTERM)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.killpg(p, signal.SIGKILL)
+        return p.wait()
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                self.killpg(p, signal.SIGTERM)
+        deadline = time.monotonic() + 3
+        for p in self.procs:
+            try:
+                p.wait(max(0.05, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for p in self.procs:
+            # The group may outlive its leader (a program sommelier started).
+            self.killpg(p, signal.SIGKILL)
+            try:
+                p.wait(1)
+            except subprocess.TimeoutExpired:
+                pass
+        if os.environ.get("SML_E2E_KEEP"):
+            print("kept %s" % self.runtime)
+        else:
+            shutil.rmtree(self.runtime, ignore_errors=True)
+
+    # -- the host side --
+
+    def start_weston(self):
+        self.weston = self.spawn(
+            ["weston", "--backend=headless-backend.so", "--use-pixman", "--debug",
+             "--socket=" + WESTON_SOCKET, "--idle-time=0", "--no-config",
+             "--width=640", "--height=480"], "weston")
+        wait_for_socket(self.path(WESTON_SOCKET), 20, self.weston, "weston")
+        # The desktop shell client draws the background and the panel a
+        # little later: wait for two equal screenshots that are not blank.
+        deadline = time.monotonic() + 15
+        previous = None
+        while True:
+            try:
+                shot = screenshot(self)
+                blank = all(lo == hi for lo, hi in shot.getextrema())
+                if not blank and previous is not None and \
+                        ImageChops.difference(shot, previous).getbbox() is None:
+                    return
+                previous = None if blank else shot
+            except (TestFailure, subprocess.TimeoutExpired):
+                if time.monotonic() > deadline:
+                    raise
+            if time.monotonic() > deadline:
+                raise TestFailure("weston's desktop never settled")
+            time.sleep(0.2)
+
+    def start_host(self):
+        self.host = self.spawn([HOST_BIN, "--socket=" + self.host_sock,
+                                "--display=" + WESTON_SOCKET], "host")
+        wait_for_socket(self.host_sock, 10, self.host, "sommelier-host")
+
+    def start_parent(self, name, *options):
+        p = self.spawn([GUEST_BIN, "--peer=unix:" + self.host_sock, *options,
+                        "--parent", "--socket=" + name], "parent-" + name)
+        wait_for_socket(self.path(name), 10, p, "sommelier --parent")
+        return p
+
+    def sommelier_argv(self, *options):
+        return [GUEST_BIN, "--peer=unix:" + self.host_sock, *options]
+
+
+def wait_for_socket(path, timeout, proc, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise TestFailure("%s exited with %s before creating %s" % (what, proc.returncode, path))
+        if os.path.exists(path):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(path)
+                return
+            except OSError:
+                pass
+            finally:
+                s.close()
+        time.sleep(0.02)
+    raise TestFailure("%s did not create %s in %ss" % (what, path, timeout))
+
+
+def wait_exit(p, timeout):
+    try:
+        return p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def children_of(pid):
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if int(fields[1]) == pid:
+            kids.append(int(entry))
+    return kids
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+def shared_files(pid):
+    """{(device, inode): path} of the memfds PID has mapped."""
+    found = {}
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            fields = line.split(None, 5)
+            if len(fields) == 6 and fields[5].startswith("/memfd:"):
+                found[(fields[3], fields[4])] = fields[5].strip()
+    return found
+
+
+def client_pool_in_weston(env, sommelier_proc):
+    """The memfds that sommelier's program (sml-paint) has mapped, and those
+    of them weston has mapped too: the pass-through path hands weston the
+    client's own pool, the copy path must not."""
+    kids = children_of(sommelier_proc.pid)
+    check(len(kids) == 1, "sommelier has %d children, not one sml-paint" % len(kids))
+    client = shared_files(kids[0])
+    check(client, "sml-paint maps no memfd (no shm pool?)")
+    weston = shared_files(env.weston.pid)
+    return client, sorted(path for key, path in weston.items() if key in client)
+
+
+def read_text(path):
+    try:
+        with open(path, "r", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def wait_for_text(path, needle, timeout, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in read_text(path):
+            return True
+        if proc is not None and proc.poll() is not None:
+            return needle in read_text(path)
+        time.sleep(0.02)
+    return False
+
+
+# ---- screenshots -----------------------------------------------------------
+
+def screenshot(env):
+    """A screenshot of weston, taken directly (never through the proxy)."""
+    d = tempfile.mkdtemp(prefix="shot-", dir=env.runtime)
+    try:
+        r = subprocess.run(["weston-screenshooter"], cwd=d, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           env=env.env(WAYLAND_DISPLAY=WESTON_SOCKET), timeout=15)
+        files = glob.glob(os.path.join(d, "wayland-screenshot-*.png"))
+        if r.returncode != 0 or len(files) != 1:
+            raise TestFailure("weston-screenshooter: status %d, %d files: %s" %
+                              (r.returncode, len(files), r.stdout.decode(errors="replace")))
+        with Image.open(files[0]) as im:
+            return im.convert("RGB")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def colour_mask(im, rgb):
+    """A mode-L image: 255 where im has exactly rgb."""
+    bands = [band.point(lambda v, want=want: 255 if v == want else 0)
+             for band, want in zip(im.split(), rgb)]
+    return ImageChops.multiply(ImageChops.multiply(bands[0], bands[1]), bands[2])
+
+
+def count_set(mask):
+    return mask.histogram()[255]
+
+
+def colour_on_screen(im, argb):
+    """(pixels of the exact colour inside their bounding box, bbox)."""
+    rgb = ((argb >> 16) & 0xff, (argb >> 8) & 0xff, argb & 0xff)
+    mask = colour_mask(im, rgb)
+    bbox = mask.getbbox()
+    if not bbox:
+        return 0, None
+    return count_set(mask.crop(bbox)), bbox
+
+
+def window_from_diff(before, after, min_run):
+    """The bounding box of the rows and columns where at least min_run pixels
+    changed (a window, not a clock that ticked in the panel)."""
+    diff = ImageChops.difference(before, after).convert("L").point(lambda v: 255 if v else 0)
+    w, h = diff.size
+    data = diff.tobytes()
+    rows = [y for y in range(h) if data[y * w:(y + 1) * w].count(255) >= min_run]
+    if not rows:
+        return None, 0
+    y0, y1 = rows[0], rows[-1] + 1
+    band = data[y0 * w:y1 * w]
+    cols = [x for x in range(w) if band[x::w].count(255) >= min_run]
+    if not cols:
+        return None, 0
+    bbox = (cols[0], y0, cols[-1] + 1, y1)
+    return bbox, count_set(diff.crop(bbox))
+
+
+# ---- a raw Wayland client ----------------------------------------------------
+
+def wl_string(s):
+    b = s.encode() + b"\0"
+    return struct.pack("=I", len(b)) + b + b"\0" * (-len(b) % 4)
+
+
+def wl_parse_string(payload, off):
+    (n,) = struct.unpack_from("=I", payload, off)
+    s = payload[off + 4:off + 4 + n - 1].decode(errors="replace") if n else None
+    return s, off + 4 + n + (-n % 4)
+
+
+class RawClient:
+    """Speaks the Wayland wire format over a Unix socket."""
+
+    def __init__(self, path, timeout=5.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+        self.eof = False
+        self.send_failed = False
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, obj, opcode, payload=b"", fds=()):
+        size = 8 + len(payload)
+        msg = struct.pack("=II", obj, (size << 16) | opcode) + payload
+        try:
+            if fds:
+                socket.send_fds(self.sock, [msg], list(fds))
+            else:
+                self.sock.sendall(msg)
+        except (BrokenPipeError, ConnectionResetError):
+            self.send_failed = True  # the peer hung up: what it said is still readable
+
+    def event(self):
+        """The next (object, opcode, payload), or None at EOF.
+        socket.timeout when nothing comes."""
+        while True:
+            if len(self.buf) >= 8:
+                obj, word = struct.unpack_from("=II", self.buf)
+                size = word >> 16
+                if size < 8:
+                    raise TestFailure("malformed event header %08x %08x" % (obj, word))
+                if len(self.buf) >= size:
+                    payload = self.buf[8:size]
+                    self.buf = self.buf[size:]
+                    return obj, word & 0xffff, payload
+            if self.eof:
+                return None
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self.sock, 65536, 8)
+            except ConnectionResetError:
+                data, fds = b"", []
+            for fd in fds:
+                os.close(fd)
+            if not data:
+                self.eof = True
+            self.buf += data
+
+    def roundtrip(self, callback_id, on_event=None):
+        """wl_display.sync(callback_id), then events until its done.
+        Returns ('done', None), ('error', (obj, code, msg)) or ('eof', None)."""
+        self.send(1, 0, struct.pack("=I", callback_id))
+        return self.until_done(callback_id, on_event)
+
+    def until_done(self, callback_id, on_event=None):
+        while True:
+            ev = self.event()
+            if ev is None:
+                return "eof", None
+            obj, opcode, payload = ev
+            if obj == 1 and opcode == 0:
+                err_obj, code = struct.unpack_from("=II", payload)
+                msg, _ = wl_parse_string(payload, 8)
+                return "error", (err_obj, code, msg)
+            if obj == callback_id and opcode == 0:
+                return "done", None
+            if on_event:
+                on_event(obj, opcode, payload)
+
+
+def registry_of(client, registry_id=2, callback_id=3):
+    """get_registry + sync: {interface: (name, version)}; status of the sync."""
+    globals_ = {}
+
+    def on_event(obj, opcode, payload):
+        if obj == registry_id and opcode == 0:
+            (name,) = struct.unpack_from("=I", payload)
+            iface, off = wl_parse_string(payload, 4)
+            (version,) = struct.unpack_from("=I", payload, off)
+            globals_[iface] = (name, version)
+
+    client.send(1, 1, struct.pack("=I", registry_id))
+    status, detail = client.roundtrip(callback_id, on_event)
+    return globals_, status, detail
+
+
+# ---- the tests -------------------------------------------------------------
+
+def parse_wayland_info(text):
+    found = collections.Counter()
+    for m in re.finditer(r"interface: '([^']+)',\s*version:\s*(\d+)", text):
+        found[(m.group(1), int(m.group(2)))] += 1
+    return found
+
+
+def test_globals_match(env):
+    direct = subprocess.run(["wayland-info"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env.env(WAYLAND_DISPLAY=WESTON_SOCKET),
+                            timeout=20)
+    check(direct.returncode == 0, "wayland-info direct: status %d" % direct.returncode)
+    proxied = subprocess.run(env.sommelier_argv("wayland-info"), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env.env(),
+                             timeout=20, start_new_session=True)
+    check(proxied.returncode == 0, "wayland-info through sommelier: status %d: %s" %
+          (proxied.returncode, proxied.stdout.decode(errors="replace")[-300:]))
+    d = parse_wayland_info(direct.stdout.decode(errors="replace"))
+    p = parse_wayland_info(proxied.stdout.decode(errors="replace"))
+    check(d, "wayland-info direct listed no globals")
+    hidden = sorted({iface for iface, _ in d if iface in HIDDEN_GLOBALS})
+    expected = collections.Counter({k: n for k, n in d.items() if k[0] not in HIDDEN_GLOBALS})
+    missing = sorted((expected - p).elements())
+    extra = sorted((p - expected).elements())
+    problems = []
+    for iface, version in missing:
+        other = [v for (i, v) in p if i == iface]
+        problems.append("%s v%d %s" % (iface, version,
+                                       "is v%s through the proxy" % other if other else "missing"))
+    for iface, version in extra:
+        if not any(i == iface for i, _ in missing):
+            problems.append("%s v%d extra%s" % (iface, version,
+                                                " (" + HIDDEN_GLOBALS[iface] + ")"
+                                                if iface in HIDDEN_GLOBALS else ""))
+    check(not problems, "globals differ: " + "; ".join(problems))
+    return "direct %d globals, proxied %d, hidden as expected: %s" % (
+        sum(d.values()), sum(p.values()),
+        ", ".join("%s (%s)" % (h, HIDDEN_GLOBALS[h]) for h in hidden) or "none")
+
+
+def test_simple_shm_runs(env):
+    before = screenshot(env)
+    p = env.spawn(env.sommelier_argv("weston-simple-shm"), "simple-shm")
+    start = time.monotonic()
+    kid = None
+    while time.monotonic() - start < 5 and not kid:
+        check(p.poll() is None, "sommelier exited with %s at once: %s" %
+              (p.returncode, env.log_tail(p)))
+        kids = children_of(p.pid)
+        kid = kids[0] if kids else None
+        time.sleep(0.05)
+    check(kid, "sommelier did not start weston-simple-shm")
+    time.sleep(max(0.0, 1.5 - (time.monotonic() - start)))
+    after = screenshot(env)
+    time.sleep(max(0.0, 2.0 - (time.monotonic() - start)))
+    check(p.poll() is None, "sommelier (and weston-simple-shm) ended before 2 s: status %s: %s" %
+          (p.returncode, env.log_tail(p)))
+    os.kill(kid, signal.SIGINT)  # the client only: it exits 0, then sommelier with it
+    status = wait_exit(p, 5)
+    log = read_text(env.logs[p]).strip()
+    check(status is not None, "sommelier still running 5 s after weston-simple-shm got SIGINT")
+    bbox, changed = window_from_diff(before, after, 125)
+    check(status == 0, "weston-simple-shm through sommelier: status %s: %s" %
+          (status, env.log_tail(p)))
+    noise = [l for l in log.splitlines() if l.strip() and "simple-shm exiting" not in l]
+    check(not noise, "errors printed: %s" % " | ".join(noise[-5:]))
+    check(bbox is not None, "no window on the screenshot")
+    w, h = bbox[2] - bbox[0], bbox[3] - bbox[1]
+    # weston-simple-shm's window is 250x250.
+    check(240 <= w <= 260 and 240 <= h <= 260 and changed >= 0.9 * w * h,
+          "the screenshot changed in %dx%d at %s (%d pixels), not a 250x250 window" %
+          (w, h, bbox[:2], changed))
+    return "ran %.1f s, status 0, window %dx%d at (%d,%d), %d pixels differ from the desktop" % (
+        time.monotonic() - start, w, h, bbox[0], bbox[1], changed)
+
+
+def paint_and_check(env, argb, options, paint_args, wait_for):
+    """Runs sml-paint through sommelier OPTIONS, screenshots once WAIT_FOR is
+    printed; returns (pixels, bbox, sommelier Popen, weston maps of its pool)."""
+    out = env.log_path("paint-out")
+    # sml-paint flushes its "painted" line but not the "frames" one: with
+    # stdout in a file that would appear only at exit, when the window is
+    # gone. stdbuf makes its stdout line-buffered.
+    stdbuf = ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
+    p = env.spawn(env.sommelier_argv(*options, *stdbuf, PAINT_BIN, "--color", "%08x" % argb,
+                                     "--size", "256x256", *paint_args),
+                  "paint", stdout_path=out)
+    try:
+        check(wait_for_text(out, wait_for, 15, p),
+              "sml-paint did not print %r (status %s): %s %s" %
+              (wait_for, p.poll(), read_text(out).strip(), env.log_tail(p)))
+        time.sleep(0.2)  # let weston repaint the output
+        check(p.poll() is None, "sml-paint exited before the screenshot: status %s: %s %s" %
+              (p.returncode, read_text(out).strip(), env.log_tail(p)))
+        im = screenshot(env)
+        _, in_weston = client_pool_in_weston(env, p)
+        pixels, bbox = colour_on_screen(im, argb)
+        return pixels, bbox, p, in_weston
+    finally:
+        env.stop(p)
+
+
+def describe(pixels, bbox):
+    if not bbox:
+        return "0 pixels of the colour"
+    return "%d/%d pixels (%.1f%%), bbox %dx%d at (%d,%d)" % (
+        pixels, PAINT_AREA, 100.0 * pixels / PAINT_AREA, bbox[2] - bbox[0], bbox[3] - bbox[1],
+        bbox[0], bbox[1])
+
+
+def check_colour(pixels, bbox):
+    check(bbox is not None and bbox[2] - bbox[0] <= 256 and bbox[3] - bbox[1] <= 256 and
+          pixels >= 0.95 * PAINT_AREA, "colour not on screen: " + describe(pixels, bbox))
+
+
+def test_pixels_passthrough(env):
+    argb = 0xff3366cc
+    pixels, bbox, _, maps = paint_and_check(env, argb, [], ["--seconds", "5"], "painted")
+    check_colour(pixels, bbox)
+    check(maps, "pixels correct (%s) but weston does not map the client's pool: the "
+          "default path did not share memory" % describe(pixels, bbox))
+    return "%s; weston maps the client's own pool (%s)" % (describe(pixels, bbox), maps[0])
+
+
+def check_copied(maps):
+    # In the copy path the pixels reach weston in host memory: weston must
+    # not be reading the client's own memfd.
+    check(not maps, lambda: "--shm-copy did not copy: weston maps the client's own pool memory "
+          "(%s), so the pixels came through the pass-through path" % maps[0])
+
+
+def test_pixels_copy(env):
+    argb = 0xff33cc66
+    pixels, bbox, _, maps = paint_and_check(env, argb, ["--shm-copy"], ["--seconds", "5"],
+                                            "painted")
+    result = describe(pixels, bbox)
+    check_colour(pixels, bbox)
+    try:
+        check_copied(maps)
+    except TestFailure as e:
+        raise TestFailure("pixels correct (%s) but %s" % (result, e))
+    return result + "; weston does not map the client's pool"
+
+
+def test_pixels_copy_repaint(env):
+    argb = 0xffcc6633
+    pixels, bbox, _, maps = paint_and_check(
+        env, argb, ["--shm-copy"], ["--frames", "3", "--damage", "50", "--seconds", "5"],
+        "frames 3")
+    result = describe(pixels, bbox)
+    check_colour(pixels, bbox)
+    try:
+        check_copied(maps)
+    except TestFailure as e:
+        raise TestFailure("pixels correct (%s) but %s" % (result, e))
+    return result + " after 3 frames; weston does not map the client's pool"
+
+
+def test_fifty_clients_isolation(env):
+    name = "sml-load"
+    parent = env.start_parent(name)
+    n = 50
+    clients, outs = [], []
+    start = time.monotonic()
+    for i in range(n):
+        out = env.log_path("load-out")
+        outs.append(out)
+        clients.append(env.spawn([PAINT_BIN, "--size", "32x32", "--seconds", "20",
+                                  "--color", "ff%06x" % (0x102030 + i)],
+                                 "load", display=name, stdout_path=out))
+    deadline = start + 30
+    not_painted = list(range(n))
+    while not_painted and time.monotonic() < deadline:
+        not_painted = [i for i in not_painted if "painted" not in read_text(outs[i])]
+        if any(clients[i].poll() is not None for i in not_painted):
+            break
+        time.sleep(0.05)
+    painted_in = time.monotonic() - start
+    check(not not_painted, lambda: "%d of %d clients did not paint (first: status %s: %s)" %
+          (len(not_painted), n, clients[not_painted[0]].poll(),
+           env.log_tail(clients[not_painted[0]])))
+
+    # One client dies hard, another talks garbage.
+    victim = clients[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    garbage = RawClient(env.path(name))
+    blob = random.Random(20240601).randbytes(8192)
+    try:
+        garbage.sock.sendall(blob)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    try:
+        status, detail = garbage.until_done(0xffffffff)
+        garbage_result = "wl_display.error %s, then EOF" % (detail[:2],) if detail else status
+        garbage_cut = status in ("eof", "error")
+    except socket.timeout:
+        garbage_result, garbage_cut = "still connected after 5 s", False
+    garbage.close()
+    time.sleep(0.5)
+    check(parent.poll() is None, "sommelier --parent died: status %s: %s" %
+          (parent.returncode, env.log_tail(parent)))
+    check(env.host.poll() is None, "sommelier-host died: %s" % env.log_tail(env.host))
+    dead = [i for i in range(1, n) if clients[i].poll() is not None]
+    check(not dead, lambda: "%d clients died after one was killed and one sent garbage "
+          "(first: #%d status %s: %s)" % (len(dead), dead[0] if dead else -1,
+                                          clients[dead[0]].returncode if dead else None,
+                                          env.log_tail(clients[dead[0]])))
+    # A new client still connects and paints.
+    out = env.log_path("load-new-out")
+    newcomer = env.spawn([PAINT_BIN, "--size", "32x32", "--seconds", "0", "--color", "ff0a0b0c"],
+                         "load-new", display=name, stdout_path=out)
+    status = wait_exit(newcomer, 15)
+    check(status == 0 and "painted" in read_text(out),
+          "a new client after the kill and the garbage: status %s: %s" %
+          (status, env.log_tail(newcomer)))
+    # Everyone else lasts their 20 s and exits cleanly.
+    alive_after = n - 1 - len(dead)
+    statuses = [wait_exit(c, max(1.0, start + 40 - time.monotonic())) for c in clients[1:]]
+    bad = [(i + 1, s) for i, s in enumerate(statuses) if s != 0]
+    check(not bad, "%d clients did not end their 20 s with status 0: %s" % (len(bad), bad[:5]))
+    check(parent.poll() is None, "sommelier --parent died: %s" % env.log_tail(parent))
+    check(garbage_cut, "the garbage client was not disconnected: " + garbage_result)
+    env.stop(parent)
+    return ("%d clients painted in %.1f s; after SIGKILL of one and %d garbage bytes "
+            "(garbage client: %s): %d/%d alive, new client painted, %d/%d exited 0 after 20 s" %
+            (n, painted_in, len(blob), garbage_result, alive_after, n - 1,
+             statuses.count(0), n - 1))
+
+
+def raw_cycle(path):
+    c = RawClient(path)
+    try:
+        globals_, status, detail = registry_of(c)  # get_registry + sync
+        if status != "done" or "wl_compositor" not in globals_:
+            raise TestFailure("connect/disconnect cycle: %s %s, %d globals" %
+                              (status, detail, len(globals_)))
+    finally:
+        c.close()
+
+
+def settle(pids, want, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        now = {pid: fd_count(pid) for pid in pids}
+        if now == want or time.monotonic() > deadline:
+            return now
+        time.sleep(0.05)
+
+
+def test_no_growth_500_cycles(env):
+    name = "sml-cycles"
+    parent = env.start_parent(name)
+    path = env.path(name)
+    pids = {"sommelier": parent.pid, "sommelier-host": env.host.pid}
+    for _ in range(20):  # warm up allocators and caches
+        raw_cycle(path)
+    time.sleep(0.3)
+    fds0 = {pid: fd_count(pid) for pid in pids.values()}
+    fds0 = settle(pids.values(), fds0, 0.5)
+    rss0 = {pid: rss_kib(pid) for pid in pids.values()}
+    start = time.monotonic()
+    for _ in range(500):
+        raw_cycle(path)
+    took = time.monotonic() - start
+    fds1 = settle(pids.values(), fds0, 3.0)
+    rss1 = {pid: rss_kib(pid) for pid in pids.values()}
+    check(parent.poll() is None, "sommelier --parent died: %s" % env.log_tail(parent))
+    report = "; ".join("%s fds %d->%d rss %d->%d KiB" % (n, fds0[pid], fds1[pid], rss0[pid],
+                                                         rss1[pid])
+                       for n, pid in pids.items())
+    report = "500 cycles in %.1f s (%.1f ms each); %s" % (took, took * 2, report)
+    grew = [n for n, pid in pids.items() if fds1[pid] != fds0[pid]]
+    check(not grew, "fd count changed: " + report)
+    fat = [n for n, pid in pids.items() if rss1[pid] - rss0[pid] > 2048]
+    check(not fat, "RSS grew by more than 2 MiB: " + report)
+    env.stop(parent)
+    return report
+
+
+# Guest ids in the error sequence: the proxy's host connection reuses the ids
+# of finished callbacks, the raw client never does, so the guest's id of the
+# pool (7) differs from the host's and the error must be translated.
+POOL_ID = 7
+
+
+def shm_error_sequence(path):
+    """Makes the compositor fail wl_shm_pool.create_buffer with a negative width.
+    Returns (error tuple or None, what followed, object ids)."""
+    c = RawClient(path)
+    memfd = os.memfd_create("sml-e2e-pool", os.MFD_CLOEXEC)
+    try:
+        globals_, status, detail = registry_of(c)
+        if status != "done":
+            raise TestFailure("registry round trip: %s %s" % (status, detail))
+        for cb in (4, 5):
+            status, detail = c.roundtrip(cb)
+            if status != "done":
+                raise TestFailure("sync round trip: %s %s" % (status, detail))
+        if "wl_shm" not in globals_:
+            raise TestFailure("no wl_shm global")
+        shm_name, _ = globals_["wl_shm"]
+        shm_id, pool_id, buffer_id, sync_id = 6, POOL_ID, 8, 9
+        c.send(2, 0, struct.pack("=I", shm_name) + wl_string("wl_shm") +
+               struct.pack("=II", 1, shm_id))  # wl_registry.bind
+        os.ftruncate(memfd, 4096)
+        c.send(shm_id, 0, struct.pack("=Ii", pool_id, 4096), fds=[memfd])  # create_pool
+        c.send(pool_id, 0, struct.pack("=IiiiiI", buffer_id, 0, -16, 16, 64, 0))  # create_buffer
+        status, detail = c.roundtrip(sync_id)
+        after = "eof" if status == "error" and c.event() is None else "still open"
+        return (detail if status == "error" else None), status, after
+    finally:
+        os.close(memfd)
+        c.close()
+
+
+def test_host_protocol_error(env):
+    direct_err, direct_status, direct_after = shm_error_sequence(env.path(WESTON_SOCKET))
+    check(direct_err is not None, "weston sent no error directly (%s)" % direct_status)
+    name = "sml-errors"
+    parent = env.start_parent(name)
+    bystander = RawClient(env.path(name))
+    globals_, status, _ = registry_of(bystander)
+    check(status == "done", "bystander's first round trip: %s" % status)
+    paint_out = env.log_path("err-paint-out")
+    painter = env.spawn([PAINT_BIN, "--size", "64x64", "--seconds", "3", "--color", "ff445566"],
+                        "err-paint", display=name, stdout_path=paint_out)
+    check(wait_for_text(paint_out, "painted", 15, painter), "bystander sml-paint did not paint")
+    try:
+        proxied_err, proxied_status, proxied_after = shm_error_sequence(env.path(name))
+    except socket.timeout:
+        raise TestFailure("the guest got neither an error nor a reply within 5 s")
+    numbers = "direct: error on object %d code %d (%s), then %s; proxied: %s, then %s" % (
+        direct_err[0], direct_err[1], direct_err[2], direct_after,
+        "error on object %d code %d (%s)" % proxied_err if proxied_err else
+        "no error (%s)" % proxied_status, proxied_after)
+    check(direct_err[0] == POOL_ID, "weston's error is not on the pool: " + numbers)
+    check(proxied_err is not None, "no error reached the guest: " + numbers)
+    check(proxied_err[:2] == direct_err[:2],
+          "the guest got a different error (want object %d code %d): %s" %
+          (direct_err[0], direct_err[1], numbers))
+    check(proxied_after == "eof", "the guest was not disconnected after the error: " + numbers)
+    # The others on the same sommelier are untouched.
+    status, detail = bystander.roundtrip(4)
+    check(status == "done", "the bystander's round trip after the error: %s %s; %s" %
+          (status, detail, numbers))
+    bystander.close()
+    check(painter.poll() is None, "the bystander sml-paint died: status %s: %s" %
+          (painter.returncode, env.log_tail(painter)))
+    check(wait_exit(painter, 10) == 0, "the bystander sml-paint ended with %s" % painter.returncode)
+    check(parent.poll() is None, "sommelier --parent died: %s" % env.log_tail(parent))
+    env.stop(parent)
+    return numbers + "; bystanders kept working"
+
+
+def test_compositor_gone(env):
+    name = "sml-gone"
+    parent = env.start_parent(name)
+    clients, outs = [], []
+    for i in range(3):
+        out = env.log_path("gone-out")
+        outs.append(out)
+        clients.append(env.spawn([PAINT_BIN, "--size", "64x64", "--seconds", "30",
+                                  "--color", "ff%06x" % (0x203040 + i)],
+                                 "gone", display=name, stdout_path=out))
+    for c, out in zip(clients, outs):
+        check(wait_for_text(out, "painted", 15, c), "client did not paint: %s" % env.log_tail(c))
+    start = time.monotonic()
+    env.killpg(env.weston, signal.SIGKILL)
+    env.weston.wait()
+    statuses = [wait_exit(c, max(0.5, start + 5 - time.monotonic())) for c in clients]
+    took = time.monotonic() - start
+    check(all(s is not None for s in statuses),
+          "clients still running 5 s after weston died: statuses %s" % statuses)
+    check(all(s > 0 for s in statuses),
+          "clients did not exit with an error status: %s" % statuses)
+    time.sleep(0.5)
+    check(parent.poll() is None, "sommelier --parent ended after weston died: status %s: %s" %
+          (parent.returncode, env.log_tail(parent)))
+    # A new client gets an error, not a hang.
+    out = env.log_path("gone-new-out")
+    newcomer = env.spawn([PAINT_BIN, "--size", "64x64", "--seconds", "0"], "gone-new",
+                         display=name, stdout_path=out)
+    t0 = time.monotonic()
+    status = wait_exit(newcomer, 10)
+    new_took = time.monotonic() - t0
+    check(status is not None, "a new sml-paint hangs (10 s) with weston gone")
+    check(status > 0, "a new sml-paint with weston gone: status %s" % status)
+    raw = RawClient(env.path(name))
+    try:
+        raw.send(1, 1, struct.pack("=I", 2))
+        raw_status, raw_detail = raw.roundtrip(3)
+    except socket.timeout:
+        raw_status, raw_detail = "hang", None
+    finally:
+        raw.close()
+    check(raw_status in ("eof", "error"),
+          "a raw client with weston gone: %s (want an error or EOF, not a reply or a hang)" %
+          raw_status)
+    time.sleep(0.3)
+    check(parent.poll() is None, "sommelier --parent ended: status %s: %s" %
+          (parent.returncode, env.log_tail(parent)))
+    check(env.host.poll() is None, "sommelier-host ended: status %s: %s" %
+          (env.host.returncode, env.log_tail(env.host)))
+    return ("3 clients exited %s within %.2f s; sommelier --parent and sommelier-host alive; "
+            "new sml-paint: status %d in %.2f s (%s); raw client: %s %s" %
+            (statuses, took, status, new_took, env.log_tail(newcomer, 1), raw_status,
+             raw_detail or ""))
+
+
+TESTS = [
+    test_globals_match,
+    test_simple_shm_runs,
+    test_pixels_passthrough,
+    test_pixels_copy,
+    test_pixels_copy_repaint,
+    test_fifty_clients_isolation,
+    test_no_growth_500_cycles,
+    test_host_protocol_error,
+    test_compositor_gone,  # last: it kills weston
+]
+
+
+def main():
+    for path, what in ((HOST_BIN, "SML_HOST_BIN"), (GUEST_BIN, "SML_GUEST_BIN"),
+                       (PAINT_BIN, "SML_PAINT_BIN")):
+        if not os.access(path, os.X_OK):
+            print("FAIL setup: %s is not executable (set %s or build first)" % (path, what))
+            print("0 passed, 1 failed")
+            return 1
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # meson's timeout: clean up
+    env = Env()
+    passed = failed = 0
+    began = time.monotonic()
+    try:
+        try:
+            env.start_weston()
+            env.start_host()
+        except Exception as e:  # noqa: BLE001 -- report, then clean up
+            print("FAIL setup: %s" % e)
+            failed += 1
+            return 1
+        for test in TESTS:
+            name = test.__name__[len("test_"):]
+            t0 = time.monotonic()
+            try:
+                result = test(env)
+                passed += 1
+                print("PASS %s (%.1f s): %s" % (name, time.monotonic() - t0, result))
+            except TestFailure as e:
+                failed += 1
+                print("FAIL %s (%.1f s): %s" % (name, time.monotonic() - t0, e))
+            except Exception:  # noqa: BLE001 -- one broken test must not hide the others
+                failed += 1
+                print("FAIL %s (%.1f s): %s" % (name, time.monotonic() - t0,
+                                                traceback.format_exc().strip().replace("\n", " | ")))
+            sys.stdout.flush()
+            if env.weston.poll() is not None and test is not TESTS[-1]:
+                print("FAIL setup: weston died during %s (status %s): %s" %
+                      (name, env.weston.returncode, env.log_tail(env.weston)))
+                failed += 1
+                break
+    finally:
+        env.cleanup()
+        print("%d passed, %d failed (%.1f s)" % (passed, failed, time.monotonic() - began))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
