@@ -514,7 +514,8 @@ def test_globals_match(env):
     for iface, version in missing:
         other = [v for (i, v) in p if i == iface]
         problems.append("%s v%d %s" % (iface, version,
-                                       "is v%s through the proxy" % other if other else "missing"))
+                                       "is v%s through the proxy" % ",".join(map(str, other))
+                                       if other else "missing"))
     for iface, version in extra:
         if not any(i == iface for i, _ in missing):
             problems.append("%s v%d extra%s" % (iface, version,
@@ -642,6 +643,40 @@ def test_pixels_copy_repaint(env):
     except TestFailure as e:
         raise TestFailure("pixels correct (%s) but %s" % (result, e))
     return result + " after 3 frames; weston does not map the client's pool"
+
+
+def history_pixels(env, options):
+    """sml-paint --history through sommelier OPTIONS: pixel counts of its
+    three colours on screen, and whether weston maps the client's pool."""
+    out = env.log_path("history-out")
+    p = env.spawn(env.sommelier_argv(*options, PAINT_BIN, "--history", "--seconds", "5"),
+                  "history", stdout_path=out)
+    try:
+        check(wait_for_text(out, "painted", 15, p),
+              "sml-paint --history did not finish: %s %s" % (read_text(out), env.log_tail(p)))
+        time.sleep(0.2)
+        im = screenshot(env)
+        _, maps = client_pool_in_weston(env, p)
+        counts = [colour_on_screen(im, argb)[0] for argb in (0xff00ff00, 0xff0000ff, 0xffff0000)]
+        return counts, maps
+    finally:
+        env.stop(p)
+
+
+def test_pixels_copy_history(env):
+    """Two buffers, each frame damaged only where it differs from the frame
+    before (as clients that track buffer age do): a copy path that copies
+    only each commit's damage leaves stale rows in the buffer shown last.
+    At buffer scale 2 the 128x128 window must be 50 rows green, 50 blue and
+    28 red, the same as through shared memory."""
+    want = [128 * 50, 128 * 50, 128 * 28]
+    shared, _ = history_pixels(env, [])
+    check(shared == want, "shared memory: green/blue/red %s, want %s" % (shared, want))
+    copied, maps = history_pixels(env, ["--shm-copy"])
+    check(copied == want, "--shm-copy: green/blue/red %s, want %s (stale host rows)" %
+          (copied, want))
+    check_copied(maps)
+    return "green/blue/red pixels %s with shared memory and with --shm-copy" % copied
 
 
 def test_fifty_clients_isolation(env):
@@ -902,6 +937,7 @@ TESTS = [
     test_pixels_passthrough,
     test_pixels_copy,
     test_pixels_copy_repaint,
+    test_pixels_copy_history,
     test_fifty_clients_isolation,
     test_no_growth_500_cycles,
     test_host_protocol_error,

@@ -120,6 +120,7 @@ static int history_scenario(struct paint *p)
 	wl_display_roundtrip(p->display);
 	printf("history: red, then green rows 0-99 (B), then blue rows 100-199 (A), "
 	       "shown at scale 2\n");
+	fflush(stdout);
 	return 0;
 }
 
@@ -178,6 +179,7 @@ int main(int argc, char **argv)
 	if (frames)
 		printf("frames %d damage %d%% ms/frame %.3f\n", frames, damage,
 		       (now_ms() - start) / frames);
+	fflush(stdout);
 	for (double end = now_ms() + seconds * 1e3; now_ms() < end;) {
 		wl_display_flush(p.display);
 		struct pollfd pfd = { wl_display_get_fd(p.display), POLLIN, 0 };
