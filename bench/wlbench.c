@@ -9,8 +9,9 @@
 //                      the attach to the round trip's completion;
 //   commit_<P>pct_us   the same with P % of the rows damaged (a band that
 //                      moves down the buffer);
-//   memcpy_full_us,    a local memcpy of the same damaged bytes under the same
-//   memcpy_<P>pct_us   cache conditions: the floor of any copying proxy.
+//   memcpy_full_us,    a local memcpy of the same damaged bytes between memfd
+//   memcpy_<P>pct_us   mappings, as a proxy copies: the floor of any copying
+//                      proxy.
 //
 // The commit test ends with a round trip rather than a frame callback: a
 // headless compositor paces frames on its own repaint clock, which would
@@ -214,13 +215,28 @@ static int measure_commit(struct bench *b, const char *name, int rows)
 // Keeps the destination of the copies observable, so they are not elided.
 static void *volatile copy_sink;
 
+// Shared memory like the buffers a proxy copies between (a client's wl_shm
+// pool, host memory): memfd pages, which unlike heap memory get no
+// transparent huge pages.
+static uint8_t *shared_memory(size_t size)
+{
+	int fd = memfd_create("wlbench-copy", MFD_CLOEXEC);
+	void *map = fd >= 0 && ftruncate(fd, (off_t)size) == 0 ?
+		mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+	if (fd >= 0)
+		close(fd);
+	return map == MAP_FAILED ? NULL : map;
+}
+
 static int measure_memcpy(struct bench *b, const char *name, int rows)
 {
 	size_t size = frame_size(b), stride = (size_t)b->width * 4;
-	uint8_t *src = malloc(size), *dst = malloc(size);
+	uint8_t *src = shared_memory(size), *dst = shared_memory(size);
 	if (!src || !dst) {
-		free(src);
-		free(dst);
+		if (src)
+			munmap(src, size);
+		if (dst)
+			munmap(dst, size);
 		return -1;
 	}
 	memset(src, 0xff, size);
@@ -234,8 +250,8 @@ static int measure_memcpy(struct bench *b, const char *name, int rows)
 		if (i >= b->warmup)
 			b->samples[i - b->warmup] = now_us() - start;
 	}
-	free(src);
-	free(dst);
+	munmap(src, size);
+	munmap(dst, size);
 	report(name, b->samples, b->iterations, rows * stride);
 	return 0;
 }
