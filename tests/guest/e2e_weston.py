@@ -527,6 +527,31 @@ def test_globals_match(env):
         ", ".join("%s (%s)" % (h, HIDDEN_GLOBALS[h]) for h in hidden) or "none")
 
 
+def run_wayland_info(env, argv):
+    out = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, env=env.env(), timeout=20,
+                         start_new_session=True)
+    text = out.stdout.decode(errors="replace")
+    check(out.returncode == 0, "%s: status %d: %s" % (" ".join(argv[:-1]), out.returncode,
+                                                     text[-300:]))
+    return parse_wayland_info(text)
+
+
+def test_direct_and_default_peer(env):
+    """`sommelier PROGRAM` with no host option finds sommelier-host's default
+    socket; `--display=NAME` (no peer) talks to the compositor itself. Both
+    show the same globals as the channel does."""
+    via_peer = run_wayland_info(env, env.sommelier_argv("wayland-info"))
+    default = run_wayland_info(env, [GUEST_BIN, "wayland-info"])
+    direct = run_wayland_info(env, [GUEST_BIN, "--display=" + WESTON_SOCKET, "wayland-info"])
+    check(default == via_peer, "default socket: globals differ from --peer: %s vs %s" %
+          (sorted(default.elements()), sorted(via_peer.elements())))
+    check(direct == via_peer, "--display: globals differ from --peer: %s vs %s" %
+          (sorted(direct.elements()), sorted(via_peer.elements())))
+    return "%d globals through the default socket, --display and --peer alike" % sum(
+        via_peer.values())
+
+
 def test_simple_shm_runs(env):
     before = screenshot(env)
     p = env.spawn(env.sommelier_argv("weston-simple-shm"), "simple-shm")
@@ -933,6 +958,7 @@ def test_compositor_gone(env):
 
 TESTS = [
     test_globals_match,
+    test_direct_and_default_peer,
     test_simple_shm_runs,
     test_pixels_passthrough,
     test_pixels_copy,
