@@ -350,6 +350,41 @@ static int shm_request(const void *impl, void *target, uint32_t opcode,
 
 // ---- wl_surface: copy on commit ---------------------------------------------
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+// Large copies into host memory use non-temporal stores: the compositor,
+// not us, reads those lines next, so fetching them into our cache first
+// (what ordinary stores do) only costs bandwidth.
+#define STREAM_MIN (256u * 1024u)
+
+static void copy_bytes(uint8_t *dst, const uint8_t *src, size_t n)
+{
+	if (n < STREAM_MIN || ((uintptr_t)dst & 15)) {
+		memcpy(dst, src, n);
+		return;
+	}
+	size_t blocks = n / 64;
+	for (size_t i = 0; i < blocks; i++, src += 64, dst += 64) {
+		__m128i a = _mm_loadu_si128((const __m128i *)src);
+		__m128i b = _mm_loadu_si128((const __m128i *)(src + 16));
+		__m128i c = _mm_loadu_si128((const __m128i *)(src + 32));
+		__m128i d = _mm_loadu_si128((const __m128i *)(src + 48));
+		_mm_stream_si128((__m128i *)dst, a);
+		_mm_stream_si128((__m128i *)(dst + 16), b);
+		_mm_stream_si128((__m128i *)(dst + 32), c);
+		_mm_stream_si128((__m128i *)(dst + 48), d);
+	}
+	_mm_sfence();
+	memcpy(dst, src, n % 64);
+}
+#else
+static void copy_bytes(uint8_t *dst, const uint8_t *src, size_t n)
+{
+	memcpy(dst, src, n);
+}
+#endif
+
 static void copy_rows(struct copy_buffer *b, const pixman_box32_t *box)
 {
 	size_t bytes = (size_t)(box->x2 - box->x1) * b->bpp;
@@ -358,7 +393,7 @@ static void copy_rows(struct copy_buffer *b, const pixman_box32_t *box)
 	uint8_t *dst = b->host_map + b->image.offset + (size_t)box->y1 * b->image.stride +
 		       (size_t)box->x1 * b->bpp;
 	if (box->x1 == 0 && box->x2 == b->width && (uint32_t)b->stride == b->image.stride) {
-		memcpy(dst, src, (size_t)b->stride * (size_t)(box->y2 - box->y1));
+		copy_bytes(dst, src, (size_t)b->stride * (size_t)(box->y2 - box->y1));
 		return;
 	}
 	for (int32_t y = box->y1; y < box->y2; y++, src += b->stride, dst += b->image.stride)
