@@ -27,7 +27,9 @@ static void conn_update_mask(struct host_conn *conn)
 		mask |= WL_EVENT_READABLE;
 	if (!sml_wqueue_empty(&conn->out))
 		mask |= WL_EVENT_WRITABLE;
-	wl_event_source_fd_update(conn->source, mask);
+	if (mask != conn->mask)
+		wl_event_source_fd_update(conn->source, mask);
+	conn->mask = mask;
 }
 
 struct host_conn *host_conn_create(struct host_server *server, struct wl_event_loop *loop,
@@ -43,6 +45,7 @@ struct host_conn *host_conn_create(struct host_server *server, struct wl_event_l
 		goto err_conn;
 	conn->source = wl_event_loop_add_fd(loop, fd, WL_EVENT_READABLE,
 					    conn_handle_event, conn);
+	conn->mask = WL_EVENT_READABLE;
 	if (!conn->source)
 		goto err_in;
 	conn->server = server;

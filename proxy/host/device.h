@@ -67,6 +67,7 @@ struct host_conn {
 	struct wl_event_loop *loop;
 	int fd;
 	struct wl_event_source *source;
+	uint32_t mask; // what source watches now
 	bool dead; // being torn down: handlers must return at once
 	struct wl_event_source *reap; // may be NULL: the pending destroy of a dead conn
 	bool hello_done;

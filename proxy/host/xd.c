@@ -358,8 +358,10 @@ static void produce(struct host_xd *xd)
 		    produce_from_compositor(xd) || produce_from_pipes(xd);
 	if (done)
 		xd->prefer_pipes = !xd->prefer_pipes;
-	if (!xd->dead)
-		set_armed(xd, !done);
+	// Sources stay armed after an event: the next POLL usually comes before
+	// more data, and a source that fires without a POLL disarms itself.
+	if (!xd->dead && !done)
+		set_armed(xd, true);
 }
 
 static void flush_wl(struct host_xd *xd)
