@@ -12,7 +12,10 @@
 // reading the compositor instead of growing a queue here.
 //
 // Nothing here blocks on the client or on pipes. Device operations block
-// briefly (vgpu.h: they stand for ioctls).
+// briefly (vgpu.h: they stand for ioctls). Hosts older than the EOF message
+// (an empty RECEIVE) just stop answering the POLL when the compositor hangs
+// up: nothing waits for that POLL, so only that client stalls, until
+// libwayland-client closes its end.
 #include "channel.h"
 
 #include <errno.h>
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -605,6 +609,40 @@ static int on_pump_event(int fd, uint32_t mask, void *data)
 
 // ---- host -> client --------------------------------------------------------
 
+// On a VM the kernel creates a host blob without waiting for the host:
+// whether the host really had memory under that id shows when the blob is
+// mapped (the mapping waits for the host's answer). The client would map it
+// anyway, so a blob that cannot be mapped fails here, with a reason.
+static int channel_blob_maps(int fd, uint64_t size)
+{
+	void *m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	munmap(m, size);
+	return 0;
+}
+
+static int channel_import_blob(struct guest_channel *ch, uint32_t id, uint32_t size)
+{
+	uint32_t res;
+	int fd = -1;
+	uint64_t bytes = sml_page_round_up(size);
+	int ret = ch->dev->impl->create_host_blob(ch->dev, id, bytes, &res, &fd);
+	if (ret == 0 && (ret = channel_blob_maps(fd, bytes)) < 0) {
+		close(fd);
+		ch->dev->impl->destroy_resource(ch->dev, res);
+	}
+	if (ret < 0) {
+		channel_fail(ch, "cannot claim host blob %u (%u bytes): %s (a host that took a "
+			     "pipe for memory cannot pass it to this guest)", id, size,
+			     strerror(-ret));
+		return -1;
+	}
+	// The fd keeps the memory; the resource is not needed any more.
+	ch->dev->impl->destroy_resource(ch->dev, res);
+	return fd;
+}
+
 // Turns a received identifier into the fd the client gets; -1 after failing
 // the channel.
 static int channel_import_id(struct guest_channel *ch, uint32_t id, uint32_t type,
@@ -617,24 +655,17 @@ static int channel_import_id(struct guest_channel *ch, uint32_t id, uint32_t typ
 			     type);
 		return -1;
 	}
-	// An empty file has no page to claim; an empty memfd says the same.
+	// Hosts that classify every fd as a blob report a pipe (wl_data_source
+	// .send and friends) as a blob of 0 bytes: lseek fails on it. Memory
+	// worth sending is never empty, and an empty file carries nothing that
+	// a pipe loses, so a size-0 blob becomes a write pipe: what the client
+	// writes goes back as WRITEs to that id, which such a host can deliver,
+	// and a host that cannot drops them (the client is not harmed either way).
 	if (size == 0) {
-		int fd = sml_memfd_create("sommelier-empty", 0);
-		if (fd < 0)
-			channel_fail(ch, "cannot create a memfd: %s", strerror(errno));
-		return fd;
+		sml_dbg("channel: host blob %u of 0 bytes taken for a write pipe", id);
+		return write_pipe_create(ch, id);
 	}
-	uint32_t res;
-	int fd = -1;
-	int ret = ch->dev->impl->create_host_blob(ch->dev, id, sml_page_round_up(size), &res, &fd);
-	if (ret < 0) {
-		channel_fail(ch, "cannot claim host blob %u (%u bytes): %s", id, size,
-			     strerror(-ret));
-		return -1;
-	}
-	// The fd keeps the memory; the resource is not needed any more.
-	ch->dev->impl->destroy_resource(ch->dev, res);
-	return fd;
+	return channel_import_blob(ch, id, size);
 }
 
 static void channel_receive(struct guest_channel *ch, const struct cd_command *ev)
@@ -885,8 +916,13 @@ static int query_reqs(struct guest_channel *ch, uint32_t width, uint32_t height,
 	int ret = dev->impl->execbuffer(dev, cmd, len, CD_QUERY_RING, &ch->query_res, 1);
 	if (ret == 0)
 		ret = dev->impl->wait(dev, ch->query_res);
-	if (ret < 0)
+	if (ret < 0) {
+		// A host that stopped answering (its worker halted) would make
+		// every later allocation wait VGPU_TIMEOUT_MS with the whole loop:
+		// this client ends after the first.
+		channel_fail(ch, "GET_IMAGE_REQUIREMENTS failed: %s", strerror(-ret));
 		return ret;
+	}
 	memcpy(out, ch->query_ring, sizeof(*out)); // a copy: the host may write again
 	if (out->size == 0 || out->blob_id == 0)
 		return -ENOTSUP;

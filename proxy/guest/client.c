@@ -129,11 +129,12 @@ static const struct guest_channel_listener channel_listener = {
 	.closed = channel_closed,
 };
 
-static int open_channel(struct guest_client *gc, const char *peer)
+static int open_channel(struct guest_client *gc, const struct guest_config *config)
 {
 	struct vgpu_dev *dev = NULL;
 	int fd = -1;
-	int err = vgpu_socket_open(peer, &dev);
+	int err = config->virtgpu ? vgpu_kernel_open(config->drm_device, &dev) :
+				    vgpu_socket_open(config->peer_path, &dev);
 	if (err < 0)
 		return err;
 	gc->shares_memory = dev->guest_memory;
@@ -144,12 +145,12 @@ static int open_channel(struct guest_client *gc, const char *peer)
 static bool connect_host(struct guest_client *gc)
 {
 	const struct guest_config *config = gc->server->config;
-	if (config->peer_path) {
-		int fd = open_channel(gc, config->peer_path);
+	if (config->peer_path || config->virtgpu) {
+		int fd = open_channel(gc, config);
 		if (fd < 0) {
 			errno = -fd;
 			sml_log_errno(SML_LOG_WARN, "cannot open a channel through %s",
-				      config->peer_path);
+				      config->virtgpu ? "the virtio-gpu device" : config->peer_path);
 			return false;
 		}
 		gc->host = wl_display_connect_to_fd(fd);

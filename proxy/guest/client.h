@@ -14,6 +14,8 @@ struct guest_channel;
 
 struct guest_config {
 	const char *peer_path; // socket device of sommelier-host; NULL: direct
+	bool virtgpu; // the kernel virtio-gpu device instead of a peer socket
+	const char *drm_device; // may be NULL: find the render node
 	const char *host_display; // direct mode: compositor name or path
 	bool shm_copy; // copy pixels into host blobs even when memory could be shared
 };

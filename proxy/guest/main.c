@@ -84,11 +84,41 @@ static pid_t spawn(char **program, int fd, const char *display_name)
 	_exit(127);
 }
 
+// The compositor socket a display name means, as libwayland resolves it.
+static void display_path(const char *name, char *out, size_t size)
+{
+	const char *runtime = getenv("XDG_RUNTIME_DIR");
+	if (!name)
+		name = "wayland-0";
+	if (name[0] == '/')
+		snprintf(out, size, "%s", name);
+	else
+		snprintf(out, size, "%s/%s", runtime ? runtime : "", name);
+}
+
+// In direct mode, a host display that is our own socket would make every
+// client connect sommelier to itself, without end.
+static bool host_is_not_us(const struct guest_options *opts, const char *our_name)
+{
+	char host[512], ours[512];
+	if (opts->config.peer_path || opts->config.virtgpu)
+		return true;
+	display_path(opts->config.host_display, host, sizeof(host));
+	display_path(our_name, ours, sizeof(ours));
+	if (strcmp(host, ours) != 0)
+		return true;
+	sml_err("the host display %s is sommelier's own socket: give --display=NAME of a "
+		"running compositor", host);
+	return false;
+}
+
 static bool start_program(struct wl_display *display, struct guest_options *opts,
 			  struct run_state *st)
 {
 	const char *name = wl_display_add_socket_auto(display);
 	int sv[2];
+	if (name && !host_is_not_us(opts, name))
+		return false;
 	if (!name || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		sml_log_errno(SML_LOG_ERROR, "cannot create the guest socket");
 		return false;
@@ -109,6 +139,8 @@ static bool start_parent(struct wl_display *display, struct guest_options *opts)
 		sml_log_errno(SML_LOG_ERROR, "cannot listen on %s", opts->socket);
 		return false;
 	}
+	if (!host_is_not_us(opts, opts->socket))
+		return false;
 	sml_info("listening on %s", opts->socket);
 	if (opts->sd_notify[0])
 		sd_notify_state(opts->sd_notify);

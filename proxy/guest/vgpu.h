@@ -53,6 +53,14 @@ struct vgpu_dev {
 // Opens a socket-device connection at `path` (HELLO done, no context yet).
 int vgpu_socket_open(const char *path, struct vgpu_dev **out);
 
+// Opens a virtio-gpu render node: `path`, or else the first of
+// /dev/dri/renderD128..191 whose driver is virtio_gpu and that offers the
+// cross-domain capset with the Wayland channel. One open = one context.
+// Negative errno, after logging what is missing, when there is none.
+int vgpu_kernel_open(const char *path, struct vgpu_dev **out);
+// True when a render node that vgpu_kernel_open would take exists.
+bool vgpu_kernel_available(const char *path);
+
 static inline void vgpu_destroy(struct vgpu_dev *dev)
 {
 	if (dev)

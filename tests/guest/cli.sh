@@ -9,7 +9,7 @@ trap 'kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 pid=
 fail() { echo "FAIL: $*"; exit 1; }
 mkdir -m 700 "$tmp/run"
-export XDG_RUNTIME_DIR="$tmp/run"
+export XDG_RUNTIME_DIR="$tmp/run" XDG_CONFIG_HOME="$tmp/config" # no user config in tests
 unset WAYLAND_DISPLAY WAYLAND_SOCKET SOMMELIER_PEER SOMMELIER_DISPLAY SOMMELIER_SOCKET
 
 "$bin" --help | grep -q -- "--peer=unix:PATH" || fail "--help"
@@ -33,6 +33,14 @@ grep -q "sommelier-host" "$tmp/err" || fail "no host: message does not say what 
 	fail "child environment"
 # SOMMELIER_DISPLAY is a default for --display.
 SOMMELIER_DISPLAY=nowhere "$bin" true || fail "SOMMELIER_DISPLAY"
+
+# Direct mode must not take its own socket for the host compositor (that
+# would connect sommelier to itself, forever).
+timeout 10 "$bin" --noop-driver true 2> "$tmp/err"; st=$?
+[ $st -ne 0 ] && [ $st -ne 124 ] || fail "direct mode on its own socket: status $st"
+grep -q "own socket" "$tmp/err" || fail "own socket: no message"
+timeout 10 "$bin" --parent --socket=sml-self --display=sml-self 2> "$tmp/err"; st=$?
+[ $st -ne 0 ] && [ $st -ne 124 ] || fail "--parent on its own display: status $st"
 
 # --parent: listens, tells systemd it is ready, and exits 0 on SIGTERM.
 /usr/bin/python3 - "$tmp/notify" <<'PY' &
