@@ -113,6 +113,7 @@ class Env:
                     "SOMMELIER_DISPLAY", "SOMMELIER_SOCKET", "NOTIFY_SOCKET"):
             env.pop(key, None)
         env["XDG_RUNTIME_DIR"] = self.runtime
+        env["XDG_CONFIG_HOME"] = self.runtime  # no user config in tests
         env.update(extra)
         return env
 

@@ -5,6 +5,7 @@ bin=$1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
+export XDG_CONFIG_HOME="$tmp/config" # no user config in tests
 
 "$bin" --help > "$tmp/help" || fail "--help exited $?"
 grep -q -- "--display" "$tmp/help" || fail "--help does not list --display"
