@@ -412,16 +412,30 @@ static bool channel_push_out_fd(struct guest_channel *ch, struct out_fd o)
 // Memory (a wl_shm pool, say) is shared as a guest blob. Blob sizes are
 // whole pages; the host accepts a file that ends inside the last one (a pool
 // of 250x250 ARGB pixels does), and never maps such a blob itself.
+// A buffer of the device itself (a dma-buf of the guest's GPU driver) goes
+// by its resource; guest RAM cannot cross a VM's boundary.
+static bool channel_import(struct guest_channel *ch, int fd, off_t end)
+{
+	uint32_t res;
+	int ret = ch->dev->impl->import_fd ? ch->dev->impl->import_fd(ch->dev, fd, &res) :
+					     -EOPNOTSUPP;
+	if (ret < 0) {
+		close(fd);
+		channel_fail(ch, "the client sent a memory fd that is not a buffer of the %s "
+			     "device, which cannot share guest memory: %s", ch->dev->impl->name,
+			     strerror(-ret));
+		return false;
+	}
+	struct out_fd o = { .fd = fd, .kind = OUT_BLOB, .res = res,
+			    .size = (uint32_t)SML_MIN((uint64_t)end, (uint64_t)UINT32_MAX) };
+	return channel_push_out_fd(ch, o);
+}
+
 static bool channel_take_memory(struct guest_channel *ch, int fd, off_t end)
 {
 	uint32_t res;
-	if (!ch->dev->guest_memory) {
-		close(fd);
-		channel_fail(ch, "the client sent a memory fd, but the %s device cannot share "
-			     "guest memory (the copy path must have replaced it)",
-			     ch->dev->impl->name);
-		return false;
-	}
+	if (!ch->dev->guest_memory)
+		return channel_import(ch, fd, end);
 	if (end == 0) {
 		close(fd);
 		channel_fail(ch, "the client sent an empty memory fd");
@@ -461,10 +475,11 @@ static bool channel_take_fd(struct guest_channel *ch, int fd)
 		return channel_push_out_fd(ch, (struct out_fd){ .fd = fd, .kind = OUT_IMAGE,
 								.res = img->res });
 	// Measure without moving the offset the client shares with us.
+	// (dma-bufs know only SEEK_END and SEEK_SET to 0.)
 	off_t cur = lseek(fd, 0, SEEK_CUR);
-	off_t end = cur >= 0 ? lseek(fd, 0, SEEK_END) : -1;
+	off_t end = lseek(fd, 0, SEEK_END);
 	if (end >= 0) {
-		lseek(fd, cur, SEEK_SET);
+		lseek(fd, cur >= 0 ? cur : 0, SEEK_SET);
 		return channel_take_memory(ch, fd, end);
 	}
 	int fl = fcntl(fd, F_GETFL);

@@ -29,6 +29,10 @@ struct vgpu_dev_impl {
 	// Blob named by a host blob_id; returns a new fd the caller owns.
 	int (*create_host_blob)(struct vgpu_dev *dev, uint64_t blob_id, uint64_t size,
 				uint32_t *res, int *fd);
+	// A buffer of this device held by a client (a dma-buf a GPU driver in
+	// the guest allocated), as a resource a SEND can name; the caller
+	// destroys it after that SEND. NULL where guest_memory covers it.
+	int (*import_fd)(struct vgpu_dev *dev, int fd, uint32_t *res);
 	void (*destroy_resource)(struct vgpu_dev *dev, uint32_t res);
 	// Queues the command; does not wait. ring is VGPU_NO_RING or a ring index.
 	int (*execbuffer)(struct vgpu_dev *dev, const void *cmd, size_t size, uint32_t ring,

@@ -118,6 +118,8 @@ static_assert(DRM_IOCTL_VIRTGPU_MAP == 0xC0106441u, "MAP");
 static_assert(DRM_IOCTL_VIRTGPU_WAIT == 0xC0086448u, "WAIT");
 static_assert(DRM_IOCTL_PRIME_HANDLE_TO_FD == 0xC00C642Du, "PRIME_HANDLE_TO_FD");
 static_assert(DRM_IOCTL_GEM_CLOSE == 0x40086409u, "GEM_CLOSE");
+static_assert(DRM_IOCTL_PRIME_FD_TO_HANDLE == 0xC00C642Eu, "PRIME_FD_TO_HANDLE");
+static_assert(DRM_IOCTL_VIRTGPU_RESOURCE_INFO == 0xC0106445u, "RESOURCE_INFO");
 #ifdef DRM_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB
 static_assert(VK_IOCTL_CREATE_BLOB == DRM_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB, "header");
 #endif
@@ -430,6 +432,38 @@ static int vk_create_host_blob(struct vgpu_dev *dev, uint64_t blob_id, uint64_t 
 	return 0;
 }
 
+// PRIME import and RESOURCE_INFO: the host's name of a buffer of this
+// device. A buffer already known here keeps its one entry.
+static int vk_import_fd(struct vgpu_dev *dev, int fd, uint32_t *res)
+{
+	struct vgpu_kernel *k = to_vk(dev);
+	struct drm_prime_handle prime = { .fd = fd };
+	int ret = vk_reserve(k);
+	if (ret == 0)
+		ret = vk_ioctl(k->fd, DRM_IOCTL_PRIME_FD_TO_HANDLE, &prime);
+	if (ret < 0)
+		return ret;
+	for (size_t i = 0; i < k->nbos; i++) {
+		if (k->bos[i].handle == prime.handle) {
+			*res = k->bos[i].res;
+			return 0;
+		}
+	}
+	struct drm_virtgpu_resource_info info = { .bo_handle = prime.handle };
+	ret = vk_ioctl(k->fd, DRM_IOCTL_VIRTGPU_RESOURCE_INFO, &info);
+	if (ret == 0 && info.res_handle == 0)
+		ret = -EINVAL; // a foreign dma-buf: the host has no resource for it
+	if (ret < 0) {
+		sml_warn("kernel device %s: an imported buffer has no host resource: %s",
+			 k->path, strerror(-ret));
+		vk_gem_close(k, prime.handle);
+		return ret;
+	}
+	k->bos[k->nbos++] = (struct vk_bo){ .res = info.res_handle, .handle = prime.handle };
+	*res = info.res_handle;
+	return 0;
+}
+
 // Closes the GEM handle. Callers destroy a resource only after the
 // EXECBUFFERs that name it returned: by then those commands are in the
 // control queue ahead of the unref that closing the last reference sends,
@@ -590,6 +624,7 @@ static const struct vgpu_dev_impl vk_impl = {
 	.create_ring = vk_create_ring,
 	.create_guest_blob = vk_create_guest_blob,
 	.create_host_blob = vk_create_host_blob,
+	.import_fd = vk_import_fd,
 	.destroy_resource = vk_destroy_resource,
 	.execbuffer = vk_execbuffer,
 	.wait = vk_wait,

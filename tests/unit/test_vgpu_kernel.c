@@ -56,6 +56,7 @@ struct fake_node {
 
 struct fake_obj {
 	bool live;
+	ino_t ino; // of its memory: what PRIME import recognises
 	uint32_t handle, res, mem, flags;
 	uint64_t size, blob_id, offset; // offset: 0 until MAP
 	int memfd; // the memory
@@ -299,6 +300,9 @@ static int fake_create_blob(struct fake_dev *d, void *arg)
 				.mem = mem, .flags = flags, .size = size, .blob_id = blob_id };
 	o->memfd = sml_memfd_create("fake-blob", sml_page_round_up(size));
 	assert(o->memfd >= 0);
+	struct stat st;
+	assert(fstat(o->memfd, &st) == 0);
+	o->ino = st.st_ino;
 	wr32(arg, 8, o->handle);
 	wr32(arg, 12, o->res);
 	return 0;
@@ -372,6 +376,44 @@ static int fake_prime(struct fake_dev *d, struct drm_prime_handle *p)
 	return p->fd < 0 ? -1 : 0;
 }
 
+// As the kernel: a buffer of this device gets a handle again (its old one
+// if still open); anything else becomes an object with no host resource.
+static int fake_import(struct fake_dev *d, struct drm_prime_handle *p)
+{
+	struct stat st;
+	if (fstat(p->fd, &st) < 0)
+		return fail(EBADF);
+	for (size_t i = 0; i < OBJS; i++) {
+		struct fake_obj *o = &d->objs[i];
+		if (o->ino != st.st_ino || !o->res)
+			continue;
+		if (!o->live) {
+			o->live = true;
+			o->handle = d->next_handle++;
+			o->memfd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0);
+		}
+		p->handle = o->handle;
+		return 0;
+	}
+	struct fake_obj *o = fake_new_obj(d);
+	if (!o)
+		return fail(ENOMEM);
+	*o = (struct fake_obj){ .live = true, .ino = st.st_ino, .handle = d->next_handle++,
+				.memfd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0) };
+	p->handle = o->handle;
+	return 0;
+}
+
+static int fake_resource_info(struct fake_dev *d, struct drm_virtgpu_resource_info *info)
+{
+	struct fake_obj *o = fake_obj_of(d, info->bo_handle);
+	if (!o)
+		return fail(ENOENT);
+	info->res_handle = o->res;
+	info->size = (uint32_t)o->size;
+	return 0;
+}
+
 static int fake_gem_close(struct fake_dev *d, struct drm_gem_close *c)
 {
 	struct fake_obj *o = fake_obj_of(d, c->handle);
@@ -404,6 +446,10 @@ static int fake_dispatch(struct fake_dev *d, unsigned long req, void *arg)
 		return fake_wait(d, arg);
 	case DRM_IOCTL_PRIME_HANDLE_TO_FD:
 		return fake_prime(d, arg);
+	case DRM_IOCTL_PRIME_FD_TO_HANDLE:
+		return fake_import(d, arg);
+	case DRM_IOCTL_VIRTGPU_RESOURCE_INFO:
+		return fake_resource_info(d, arg);
 	case DRM_IOCTL_GEM_CLOSE:
 		return fake_gem_close(d, arg);
 	}
@@ -985,6 +1031,36 @@ static void test_two_contexts(void)
 	assert(fk.objs_at_close == 0 && sml_count_open_fds() == base);
 }
 
+// A buffer of the device comes back (a client's dma-buf) by PRIME import
+// and RESOURCE_INFO; a foreign one is refused without leaking a handle.
+static void test_import(void)
+{
+	fake_reset();
+	fk.nodes[0] = good_node();
+	int base = sml_count_open_fds();
+	struct fake_dev *d;
+	struct vgpu_dev *dev = open_good(&d);
+	assert(dev->impl->context_init(dev, CD_CAPSET_ID, 2, 1u << CD_CHANNEL_RING) == 0);
+	int fd = -1;
+	uint32_t blob, res, again;
+	assert(dev->impl->create_host_blob(dev, 5, 4096, &blob, &fd) == 0);
+	assert(dev->impl->import_fd(dev, fd, &res) == 0 && res == blob);
+	dev->impl->destroy_resource(dev, blob); // the handle goes, the fd stays
+	unsigned closes = fk.gem_closes;
+	assert(dev->impl->import_fd(dev, fd, &again) == 0 && again == blob);
+	dev->impl->destroy_resource(dev, again);
+	assert(fk.gem_closes == closes + 1);
+
+	int foreign = sml_memfd_create("foreign", 4096);
+	assert(dev->impl->import_fd(dev, foreign, &res) == -EINVAL);
+	assert(fk.gem_closes == closes + 2); // its handle was closed again
+	fake_fail_nth(DRM_IOCTL_PRIME_FD_TO_HANDLE, 1, EBADF);
+	assert(dev->impl->import_fd(dev, fd, &res) == -EBADF);
+	close(foreign);
+	close(fd);
+	expect_destroyed(dev, base);
+}
+
 int main(void)
 {
 	sml_log_set_level(getenv("SML_TEST_VERBOSE") ? SML_LOG_DEBUG : SML_LOG_SILENT);
@@ -1000,6 +1076,7 @@ int main(void)
 	test_unanswered_poll();
 	test_events();
 	test_two_contexts();
+	test_import();
 	vgpu_kernel_set_ops(NULL);
 	printf("vgpu kernel: all tests passed\n");
 	return 0;
