@@ -88,6 +88,8 @@ seeds = {
     execbuffer(45, send(wl(4, 0, 5, 8192), [(3, BLOB)])),
     "two_contexts": setup() + setup(ctx=2, seq=50, rings=(3, 4)) + poll +
     execbuffer(60, cd(POLL, struct.pack("<Q", 0)), ring=1, ctx=2),
+    "ring_destroyed": setup() + poll + msg(RESOURCE_DESTROY, struct.pack("<II", 2, 0), seq=72,
+                                           flags=FLAG_REPLY) + registry,
     "teardown": setup() + msg(RESOURCE_DESTROY, struct.pack("<II", 1, 0), seq=70,
                               flags=FLAG_REPLY) + msg(CONTEXT_DESTROY, seq=71, flags=FLAG_REPLY),
 }

@@ -100,6 +100,7 @@ void host_conn_kill(struct host_conn *conn, const char *reason)
 		sml_info("%s: guest hung up", conn->name);
 	else
 		sml_warn("%s: closing: %s", conn->name, reason);
+	host_device_quiesce(conn);
 	// Best effort: the last error reply may still fit the socket buffer.
 	sml_wqueue_flush(&conn->out, conn->fd);
 	wl_event_source_remove(conn->source);

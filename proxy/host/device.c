@@ -61,12 +61,13 @@ static bool cannot_shrink(int fd)
 	return seals >= 0 && (seals & F_SEAL_SHRINK);
 }
 
-// Maps only the bytes the host touches, and only bytes the file has.
+// A mapping of its own for the caller (a context's ring), of only the bytes
+// it touches and only bytes the file has. It outlives the resource: a guest
+// may destroy a ring its context still uses, as a kernel client may close
+// the GEM handle of one.
 void *host_resource_map(struct host_resource *res, size_t size)
 {
 	struct stat st;
-	if (res->map)
-		return size <= res->map_size ? res->map : NULL;
 	if (res->fd < 0 || res->size < size || fstat(res->fd, &st) < 0 ||
 	    (uint64_t)st.st_size < size)
 		return NULL;
@@ -80,8 +81,6 @@ void *host_resource_map(struct host_resource *res, size_t size)
 		sml_log_errno(SML_LOG_WARN, "mmap of resource %u", res->handle);
 		return NULL;
 	}
-	res->map = map;
-	res->map_size = size;
 	return map;
 }
 
@@ -156,8 +155,6 @@ void host_ctx_signal_fence(struct host_ctx *ctx, uint32_t seq)
 
 static void resource_destroy(struct host_conn *conn, struct host_resource *res)
 {
-	if (res->map)
-		munmap(res->map, res->map_size);
 	sml_close(&res->fd);
 	conn->memory -= res->size;
 	conn->resources[res->handle - 1] = NULL;
@@ -204,6 +201,14 @@ static void ctx_destroy(struct host_ctx *ctx)
 	conn->ncontexts--;
 	free(ctx);
 	check_waits(conn);
+}
+
+void host_device_quiesce(struct host_conn *conn)
+{
+	struct host_ctx *ctx;
+	wl_list_for_each(ctx, &conn->contexts, link)
+		if (ctx->xd)
+			host_xd_hangup(ctx->xd);
 }
 
 void host_device_release(struct host_conn *conn)

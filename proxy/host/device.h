@@ -36,8 +36,6 @@ struct host_resource {
 	uint32_t blob_mem;
 	uint64_t size;
 	int fd;
-	void *map; // may be NULL: mapped on first use as a ring
-	size_t map_size;
 	uint32_t busy; // unsignalled fences whose execbuffer listed it
 };
 
@@ -117,8 +115,11 @@ void host_conn_send_lost(struct host_conn *conn, uint32_t ctx_id, int err,
 void host_device_dispatch(struct host_conn *conn, const struct sdev_msg *msg,
 			  const int *fds);
 void host_device_release(struct host_conn *conn);
+// A connection is going: its contexts stop touching anything now.
+void host_device_quiesce(struct host_conn *conn);
 struct host_resource *host_ctx_resource(struct host_ctx *ctx, uint32_t handle);
-// Maps the first `size` bytes of a resource; NULL if it has no memory that big.
+// A new mapping of the first `size` bytes of a resource, the caller's to
+// munmap; NULL if it has no sealed memory that big.
 void *host_resource_map(struct host_resource *res, size_t size);
 // Signals a fence the backend kept pending (a cross-domain POLL).
 void host_ctx_signal_fence(struct host_ctx *ctx, uint32_t seq);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -152,6 +153,10 @@ void host_xd_destroy(struct host_xd *xd)
 	if (!xd)
 		return;
 	wl_disconnect(xd);
+	if (xd->channel_ring && xd->channel_ring != xd->query_ring)
+		munmap(xd->channel_ring, CD_RING_SIZE);
+	if (xd->query_ring)
+		munmap(xd->query_ring, CD_RING_SIZE);
 	struct xd_item *item, *itmp;
 	wl_list_for_each_safe(item, itmp, &xd->items, link)
 		item_destroy(item);

@@ -130,6 +130,32 @@ static void test_legacy_init(void)
 	sdev_client_destroy(c);
 }
 
+// A guest may destroy the resources of its rings while the context runs (a
+// kernel client may close their GEM handles): the context keeps its own
+// mappings, so the host neither crashes nor writes into freed memory.
+static void test_ring_destroyed(void)
+{
+	struct sdev_client *c = sdev_client_connect(host_sock);
+	struct test_ctx t;
+	test_ctx_create(c, 1, &t);
+	struct cd_command ev;
+	uint8_t page[CD_RING_SIZE];
+	CHECK(!test_ctx_poll(&t, &ev, page, 10)); // a POLL waits
+	uint32_t rings[2] = { t.channel_res, t.query_res };
+	for (int i = 0; i < 2; i++) {
+		struct sdev_resource r = { .res_handle = rings[i] };
+		uint32_t seq = sdev_client_send(c, SDEV_RESOURCE_DESTROY, SDEV_FLAG_REPLY, 1, &r,
+						sizeof(r), NULL, 0, NULL, 0);
+		struct test_msg *m = sdev_client_wait(c, TEST_ANY_REPLY, seq, UINT32_MAX, TIMEOUT);
+		CHECK(m && m->msg.hdr.type == SDEV_REPLY_OK);
+		test_msg_free(m);
+	}
+	sync_round_trip(&t, 2); // events still arrive in the guest's ring memory
+	CHECK(kill(host_pid, 0) == 0);
+	test_ctx_forget(&t);
+	sdev_client_destroy(c);
+}
+
 // A wl_shm pool whose memory is a guest blob: the fd reaches weston, which
 // accepts the pool and a buffer in it.
 static void test_shm_pool_from_guest_blob(void)
@@ -674,6 +700,7 @@ int main(void)
 	static const struct harness_test tests[] = {
 		{ "registry", test_registry },
 		{ "legacy 16-byte INIT", test_legacy_init },
+		{ "rings destroyed under a running context", test_ring_destroyed },
 		{ "shm pool from a guest blob", test_shm_pool_from_guest_blob },
 		{ "image requirements and host blobs", test_image_requirements },
 		{ "compositor EOF", test_compositor_eof },
