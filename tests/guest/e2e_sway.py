@@ -18,6 +18,18 @@ data-control protocol.
   clipboard and primary selection, both directions: 1 MiB of random bytes
       copied on one side is pasted byte for byte on the other.
 
+Two modes. By default sommelier reaches sommelier-host through the socket
+device (--peer=unix:PATH), which shares guest memory with the host: foot's
+pool is sway's to map as it is. With SML_E2E_VIRTGPU=1 sommelier runs as
+`sommelier --virtgpu-channel` against a virtio-gpu render node emulated by
+libsml-vgpu-emul.so (SML_VGPU_EMUL_LIB, copied into the test's directory
+like the binaries, preloaded into sommelier with SML_VGPU_EMUL_SOCKET
+naming this test's sommelier-host; doc/vgpu-emulation.md). A VM shares no
+memory with its host, so there the copy path is always active and sway must
+never map foot's pool. In both modes the guest programs must not open the
+render node themselves (they inherit the preload from sommelier): each run
+adds exactly one connection per proxied client to sommelier-host.
+
 sway refuses to run as root, so every process of the test (sway,
 sommelier-host, sommelier and the clients) runs as an unprivileged user:
 the current one, or when the test runs as root (CI), the user sml-test,
@@ -26,6 +38,7 @@ created on first use. Processes get that identity straight from subprocess
 do), so the pid the test holds is the program's own.
 
 Environment: SML_HOST_BIN and SML_GUEST_BIN (default: the build/ tree),
+SML_E2E_VIRTGPU=1 and SML_VGPU_EMUL_LIB (default: the build/ tree),
 SML_E2E_LOG_LEVEL (-l for sommelier and sommelier-host, default info),
 SML_E2E_WAYLAND_DEBUG=1 (WAYLAND_DEBUG=1 for the guest side),
 SML_E2E_KEEP=1 (keep the temporary directory with all logs),
@@ -53,6 +66,10 @@ TEST_USER = 'sml-test'
 SKIP = 77
 TOOLS = ['sway', 'swaymsg', 'foot', 'wtype', 'wl-copy', 'wl-paste', 'grim']
 PAYLOAD_SIZE = 1 << 20
+VIRTGPU = os.environ.get('SML_E2E_VIRTGPU') == '1'
+MODE = 'virtgpu' if VIRTGPU else 'socket device'
+VGPU_LIB_NAME = 'libsml-vgpu-emul.so'
+FOOT_POOL = '/memfd:foot-wayland-shm-buffer-pool'
 
 
 class Failure(Exception):
@@ -256,6 +273,7 @@ class Setup:
             os.chmod(self.dir / 'bin' / name, 0o755)
         self.host_bin = self.dir / 'bin' / 'sommelier-host'
         self.guest_bin = self.dir / 'bin' / 'sommelier'
+        self.vgpu_lib = self.dir / 'bin' / VGPU_LIB_NAME
         for path in [self.dir, *self.dir.iterdir()]:
             os.chown(path, uid, gid)
         os.chmod(self.dir, 0o755)
@@ -318,10 +336,18 @@ class Desktop:
 
     def guest_env(self):
         # No WAYLAND_DISPLAY and a runtime dir of its own: a guest program
-        # can reach the compositor only through the proxy.
+        # can reach the compositor only through the proxy. This is
+        # sommelier's environment; its programs inherit it.
         env = self.base_env(self.guest_run)
         if os.environ.get('SML_E2E_WAYLAND_DEBUG'):
             env['WAYLAND_DEBUG'] = '1'
+        if VIRTGPU:
+            # The emulated render node, for sommelier: the programs it runs
+            # inherit the preload, which passes every call through untouched
+            # as long as they never open /dev/dri/renderD128 (checked by
+            # counting sommelier-host's connections, see expect_connections).
+            env['LD_PRELOAD'] = str(self.setup.vgpu_lib)
+            env['SML_VGPU_EMUL_SOCKET'] = str(self.host_sock)
         return env
 
     # -- sway
@@ -431,10 +457,22 @@ class Desktop:
     def host_log(self):
         return self.setup.file(f'sommelier-host.{self.host_starts}.log')
 
+    def host_connections(self):
+        """How many device connections sommelier-host has accepted (it logs
+        each at info)."""
+        try:
+            text = self.host_log().read_text(errors='replace')
+        except OSError:
+            return 0
+        return sum(1 for line in text.splitlines() if line.endswith(': connected'))
+
     # -- programs on either side
 
+    def host_option(self):
+        return '--virtgpu-channel' if VIRTGPU else f'--peer=unix:{self.host_sock}'
+
     def guest_argv(self, argv, shm_copy=False):
-        return [str(self.setup.guest_bin), f'--peer=unix:{self.host_sock}',
+        return [str(self.setup.guest_bin), self.host_option(),
                 f'--log-level={self.log_level}'] + (['--shm-copy'] if shm_copy else []) + \
             ['--', *argv]
 
@@ -519,6 +557,47 @@ def colour_fraction(shot, rect, rgb, tolerance=2):
 
 # ---- the tests ----------------------------------------------------------------
 
+def memfds(pid, prefix='/memfd:'):
+    """{(device, inode): path} of the memfds pid has mapped."""
+    found = {}
+    try:
+        maps = Path(f'/proc/{pid}/maps').read_text()
+    except OSError:
+        return found
+    for line in maps.splitlines():
+        fields = line.split(None, 5)
+        if len(fields) == 6 and fields[5].startswith(prefix):
+            found[(fields[3], fields[4])] = fields[5].strip()
+    return found
+
+
+def foot_pool_in_sway(desk, proc):
+    """foot's shm pools (the memfds it maps) and how many of them sway maps
+    too: the pass-through path hands sway foot's own pool, the copy path
+    must not."""
+    foots = [pid for pid in descendants(proc.pid)
+             if Path(f'/proc/{pid}/comm').exists() and
+             Path(f'/proc/{pid}/comm').read_text().strip() == 'foot']
+    check(len(foots) == 1, f'{len(foots)} foot processes below sommelier, not one')
+    pools = memfds(foots[0], FOOT_POOL)
+    check(pools, f'foot maps no {FOOT_POOL} (no shm pool?)')
+    in_sway = [key for key in memfds(desk.sway.pid) if key in pools]
+    return len(pools), len(in_sway)
+
+
+def expect_connections(desk, before, want, what):
+    """sommelier-host accepted exactly WANT device connections since BEFORE:
+    one per client sommelier proxies. One more would be a guest program
+    opening the (emulated) render node it inherited the preload for."""
+    if desk.log_level not in ('info', 'debug'):
+        return ''  # the host logs connections at info only
+    got = desk.host_connections() - before
+    suspect = '; did a guest program open the emulated render node itself?' if VIRTGPU else ''
+    check(got == want, f'{what}: sommelier-host accepted {got} device connections, want '
+          f'{want} (one per proxied client{suspect})')
+    return f'; {got} device connection{"s" if got != 1 else ""}'
+
+
 def wait_window(desk, app_id, proc, log, timeout=15):
     def present():
         if proc.poll() is not None:
@@ -538,6 +617,7 @@ def foot_pixels(desk, name, shm_copy, colour):
     title = f'sommelier e2e {name}'
     rgb = bytes.fromhex(colour)
     log = f'{name}.guest.log'
+    connections = desk.host_connections()
     proc = desk.start_guest(['foot', f'--app-id={app_id}', f'--title={title}',
                              f'--override=colors.background={colour}', 'sleep', '300'],
                             log, shm_copy=shm_copy)
@@ -567,13 +647,30 @@ def foot_pixels(desk, name, shm_copy, colour):
         except Failure:
             raise Failure(f'only {best[0]:.1%} of window {rect} is #{colour} in the '
                           f'screenshot (want >= 95%)\n{tail(desk.setup.file(log))}') from None
-        return f'{rect["width"]}x{rect["height"]} window, {best[0]:.1%} #{colour}'
+        # Which buffer path carried the pixels: a VM (virtgpu) shares no
+        # memory, so there the copy path must have taken over as it does
+        # with --shm-copy; only the socket device's default path shares
+        # foot's pool with sway.
+        pools, in_sway = foot_pool_in_sway(desk, proc)
+        copied = shm_copy or VIRTGPU
+        why = '--shm-copy' if shm_copy else 'a VM shares no memory'
+        if copied:
+            check(in_sway == 0, f'pixels right, but sway maps {in_sway} of foot\'s {pools} '
+                  f'shm pools: the copy path did not take over ({why})')
+            path = f'sway maps none of foot\'s {pools} pools (copy path: {why})'
+        else:
+            check(in_sway > 0, f'pixels right, but sway maps none of foot\'s {pools} shm '
+                  f'pools: the default path did not share memory')
+            path = f'sway maps {in_sway} of foot\'s {pools} pools (shared memory)'
+        return (f'{rect["width"]}x{rect["height"]} window, {best[0]:.1%} #{colour}; {path}' +
+                expect_connections(desk, connections, 1, 'foot'))
     finally:
         close_guest(desk, proc, app_id)
 
 
 def test_foot_window_shared_memory(desk):
-    """foot through the proxy, wl_shm pools shared with the host as they are."""
+    """foot through the proxy on the default path: wl_shm pools shared with
+    the host as they are (socket device), copied (virtgpu: no shared memory)."""
     return foot_pixels(desk, 'foot-shared', False, '3366cc')
 
 
@@ -587,6 +684,7 @@ def test_keyboard_wtype_into_foot(desk):
     app_id = 'sml-e2e-keyboard'
     log = 'keyboard.guest.log'
     marker = desk.setup.dir / 'out' / f'typed-ok-{os.getpid()}'
+    connections = desk.host_connections()
     proc = desk.start_guest(['foot', f'--app-id={app_id}', 'sh'], log)
     try:
         wait_window(desk, app_id, proc, log)
@@ -603,7 +701,8 @@ def test_keyboard_wtype_into_foot(desk):
         except Failure as e:
             raise Failure(f'{e}: the typed command did not run\n'
                           f'{tail(desk.setup.file(log))}') from None
-        return f'typed "touch {marker.name}" + Return'
+        return f'typed "touch {marker.name}" + Return' + \
+            expect_connections(desk, connections, 1, 'foot running sh and touch')
     finally:
         close_guest(desk, proc, app_id)
 
@@ -644,13 +743,15 @@ def clipboard_host_to_guest(desk, name, primary):
                  lambda: copier.poll() is None and host_offers(desk, mime, primary), 10, 0.2)
         got = desk.setup.dir / 'out' / f'{name}.pasted'
         log = f'{name}.guest.log'
+        connections = desk.host_connections()
         with open(got, 'wb') as out:
             status = desk.run_guest(['wl-paste', '--no-newline', *sel, '--type', mime],
                                     log, stdout=out, timeout=20)
         check(status == 0, f'wl-paste through the proxy exited with {status_text(status)}\n'
               f'{tail(desk.setup.file(log))}')
         compare(data, got, 'pasted in the guest')
-        return f'{PAYLOAD_SIZE} bytes identical'
+        return f'{PAYLOAD_SIZE} bytes identical' + \
+            expect_connections(desk, connections, 1, 'wl-paste')
     finally:
         desk.runner.stop(copier)
 
@@ -661,6 +762,7 @@ def clipboard_guest_to_host(desk, name, primary):
     data = payload(desk, name)
     desk.start_keyboard()
     log = f'{name}.guest.log'
+    connections = desk.host_connections()
     with open(data, 'rb') as stdin:
         copier = desk.start_guest(['wl-copy', '--foreground', *sel, '--type', mime], log,
                                   stdin=stdin)
@@ -683,7 +785,8 @@ def clipboard_guest_to_host(desk, name, primary):
                 ['wl-paste', '--no-newline', *sel, '--type', mime], timeout=20, stdout=out)
         check(status == 0, f'wl-paste on the host exited with {status_text(status)}')
         compare(data, got, 'pasted on the host')
-        return f'{PAYLOAD_SIZE} bytes identical'
+        return f'{PAYLOAD_SIZE} bytes identical' + \
+            expect_connections(desk, connections, 1, 'wl-copy')
     finally:
         desk.runner.stop(copier)
 
@@ -731,11 +834,13 @@ def run_tests(desk, tests):
             if desk.host.poll() is not None:
                 raise Failure(f'sommelier-host exited with {status_text(desk.host.returncode)}')
             passed += 1
-            print(f'PASS {name} ({time.monotonic() - start:.1f} s): {detail}', flush=True)
+            print(f'PASS {name} ({time.monotonic() - start:.1f} s, {MODE}): {detail}',
+                  flush=True)
         except Exception as e:  # a failing test must not stop the others
             failed += 1
             message = str(e) if isinstance(e, Failure) else traceback.format_exc()
-            print(f'FAIL {name} ({time.monotonic() - start:.1f} s): {message}', flush=True)
+            print(f'FAIL {name} ({time.monotonic() - start:.1f} s, {MODE}): {message}',
+                  flush=True)
         if desk.host.poll() is not None:
             print(f'     sommelier-host exited with {status_text(desk.host.returncode)}; '
                   f'restarting it\n{tail(desk.host_log())}', flush=True)
@@ -761,10 +866,20 @@ def main():
             'sommelier-host': find_binary('SML_HOST_BIN', 'build/proxy/host/sommelier-host'),
             'sommelier': find_binary('SML_GUEST_BIN', 'build/proxy/guest/sommelier'),
         }
+        if VIRTGPU:
+            lib = Path(os.environ.get('SML_VGPU_EMUL_LIB') or
+                       REPO / 'build/tests/vgpu_emul' / VGPU_LIB_NAME)
+            if not os.access(lib, os.R_OK):
+                raise Failure(f'SML_VGPU_EMUL_LIB: {lib} is not readable '
+                              '(build first: ninja -C build)')
+            binaries[VGPU_LIB_NAME] = lib
     except Failure as e:
         print(f'FAIL setup: {e}\n0 passed, {len(tests)} failed')
         return 1
 
+    print('mode: ' + ('virtgpu: sommelier --virtgpu-channel with the emulated '
+                      f'/dev/dri/renderD128 ({VGPU_LIB_NAME} preloaded)' if VIRTGPU else
+                      'socket device: sommelier --peer=unix:PATH'), flush=True)
     become_subreaper()
     uid, gid = test_user()
     setup = desk = None
@@ -793,7 +908,7 @@ def main():
                 print(f'kept {setup.dir}')
             else:
                 setup.remove()
-    print(f'{passed} passed, {failed} failed')
+    print(f'{passed} passed, {failed} failed ({MODE})')
     return 1 if failed else 0
 
 

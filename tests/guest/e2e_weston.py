@@ -9,17 +9,39 @@ result and numbers; the last line is "N passed, M failed" and the exit status
 is non-zero when anything failed.
 
   globals_match             wayland-info lists the same globals through the proxy
+  direct_and_default_peer   no host option finds the host side; --display is direct
   simple_shm_runs           weston-simple-shm through the proxy, window on screen
-  pixels_passthrough        sml-paint's exact colour on screen (shared memory)
+  pixels_passthrough        sml-paint's exact colour on screen (the default path:
+                            shared memory, or copied on virtgpu)
   pixels_copy               the same with --shm-copy (and the pool really copied)
   pixels_copy_repaint       --shm-copy with --frames 3 --damage 50
+  pixels_copy_history       damage history across two buffers, both paths
   fifty_clients_isolation   50 clients on one --parent; SIGKILL one, garbage one
-  no_growth_500_cycles      fds and RSS of sommelier and sommelier-host
+  no_growth_500_cycles      fds, threads and RSS of sommelier and sommelier-host
   host_protocol_error       a host error reaches the guest on the guest's object
+  ring_destroyed_under_context
+                            virtgpu only: a guest destroys its channel ring while
+                            its context lives (the kernel backend's teardown
+                            order); sommelier-host must survive the compositor's
+                            next data
   compositor_gone           weston killed: clients fail, the proxy survives
 
-Binaries: SML_HOST_BIN, SML_GUEST_BIN, SML_PAINT_BIN (meson sets them; by
-hand they default to the build/ directory of this checkout).
+Two modes. By default every sommelier the suite starts reaches sommelier-host
+through the socket device (--peer=unix:PATH), where guest memory is shared
+with the host. With SML_E2E_VIRTGPU=1 every sommelier runs as
+`sommelier --virtgpu-channel` on the kernel backend, against a virtio-gpu
+render node emulated by libsml-vgpu-emul.so (SML_VGPU_EMUL_LIB, preloaded
+into sommelier only, with SML_VGPU_EMUL_SOCKET naming this suite's
+sommelier-host; doc/vgpu-emulation.md). A VM shares no memory with its host,
+so in that mode the copy path is always active and the tests say so where
+their expectations differ: the default path copies too (weston never maps a
+client's pool), zwp_linux_dmabuf_v1 is hidden, sommelier without a host
+option picks the render node, and each client costs sommelier one more
+thread (the emulation's reader, one per open of the node).
+
+Binaries: SML_HOST_BIN, SML_GUEST_BIN, SML_PAINT_BIN, SML_VGPU_EMUL_LIB
+(meson sets them; by hand they default to the build/ directory of this
+checkout).
 Python standard library and PIL (python3-pil) only.
 """
 import os
@@ -54,6 +76,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 HOST_BIN = os.environ.get("SML_HOST_BIN") or os.path.join(ROOT, "build/proxy/host/sommelier-host")
 GUEST_BIN = os.environ.get("SML_GUEST_BIN") or os.path.join(ROOT, "build/proxy/guest/sommelier")
 PAINT_BIN = os.environ.get("SML_PAINT_BIN") or os.path.join(ROOT, "build/tests/guest/sml-paint")
+VGPU_LIB = os.environ.get("SML_VGPU_EMUL_LIB") or os.path.join(
+    ROOT, "build/tests/vgpu_emul/libsml-vgpu-emul.so")
+VIRTGPU = os.environ.get("SML_E2E_VIRTGPU") == "1"
+MODE = "virtgpu" if VIRTGPU else "socket device"
+# What sommelier logs (at info) when it opened a virtio-gpu render node.
+KERNEL_DEVICE_LINE = "kernel device /dev/dri/renderD128"
 
 WESTON_SOCKET = "host-weston"  # not wayland-N: sommelier picks those for its programs
 PAINT_AREA = 256 * 256
@@ -70,6 +98,13 @@ HIDDEN_GLOBALS = {
     "weston_debug_v1":
         "weston's private protocol: XML not packaged, never advertised unparsed",
 }
+if VIRTGPU:
+    # proxy/guest/forward.c, global_allowed(): linux-dmabuf only when the
+    # device shares guest memory as it is; the kernel backend does not
+    # (vgpu_kernel.c sets guest_memory false).
+    HIDDEN_GLOBALS["zwp_linux_dmabuf_v1"] = (
+        "hidden: a VM shares no memory with the host, so a guest dma-buf cannot "
+        "reach the compositor as it is")
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -83,6 +118,10 @@ def _die_with_us():
 
 
 class TestFailure(Exception):
+    pass
+
+
+class TestSkipped(Exception):
     pass
 
 
@@ -110,11 +149,25 @@ class Env:
     def env(self, **extra):
         env = dict(os.environ)
         for key in ("WAYLAND_DISPLAY", "WAYLAND_SOCKET", "SOMMELIER_PEER",
-                    "SOMMELIER_DISPLAY", "SOMMELIER_SOCKET", "NOTIFY_SOCKET"):
+                    "SOMMELIER_DISPLAY", "SOMMELIER_SOCKET", "NOTIFY_SOCKET",
+                    "SML_VGPU_EMUL_SOCKET"):
             env.pop(key, None)
         env["XDG_RUNTIME_DIR"] = self.runtime
         env["XDG_CONFIG_HOME"] = self.runtime  # no user config in tests
         env.update(extra)
+        return env
+
+    def env_for(self, argv, **extra):
+        """The environment for argv. In virtgpu mode sommelier (and only
+        sommelier, whatever it runs inherits it) gets the emulated render
+        node: the library preloaded, and this suite's sommelier-host as its
+        device. Everything else (weston, the screenshooter, clients of a
+        --parent) runs without it."""
+        env = self.env(**extra)
+        if VIRTGPU and argv and argv[0] == GUEST_BIN:
+            old = env.get("LD_PRELOAD")
+            env["LD_PRELOAD"] = VGPU_LIB + (":" + old if old else "")
+            env["SML_VGPU_EMUL_SOCKET"] = self.host_sock
         return env
 
     def path(self, name):
@@ -132,7 +185,7 @@ class Env:
         out = open(stdout_path, "wb") if stdout_path else err
         try:
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                 env=self.env(**extra), cwd=cwd or self.runtime,
+                                 env=self.env_for(argv, **extra), cwd=cwd or self.runtime,
                                  start_new_session=True, preexec_fn=_die_with_us)
         finally:
             err.close()
@@ -217,18 +270,60 @@ class Env:
             time.sleep(0.2)
 
     def start_host(self):
-        self.host = self.spawn([HOST_BIN, "--socket=" + self.host_sock,
+        # At info, it logs each device connection (host_connections).
+        self.host = self.spawn([HOST_BIN, "--socket=" + self.host_sock, "--log-level=info",
                                 "--display=" + WESTON_SOCKET], "host")
         wait_for_socket(self.host_sock, 10, self.host, "sommelier-host")
+        # wait_for_socket's probe is a connection too: let it be logged
+        # before anyone counts.
+        deadline = time.monotonic() + 5
+        while self.host_connections() < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def host_connections(self):
+        """How many device connections sommelier-host has accepted."""
+        return sum(1 for line in read_text(self.logs[self.host]).splitlines()
+                   if line.endswith(": connected"))
+
+    def expect_one_connection(self, before, what):
+        """A program run through sommelier is one client: one connection to
+        sommelier-host. In virtgpu mode the program inherits the preload
+        from sommelier; a second connection would be the program opening the
+        emulated render node itself."""
+        got = self.host_connections() - before
+        check(got == 1, "%s through sommelier: sommelier-host accepted %d device connections, "
+              "want 1 (one per client%s)" % (what, got, "; did the program open the emulated "
+                                             "render node itself?" if VIRTGPU else ""))
+
+    def host_option(self):
+        """How every sommelier of the suite reaches the host, by mode."""
+        return "--virtgpu-channel" if VIRTGPU else "--peer=unix:" + self.host_sock
 
     def start_parent(self, name, *options):
-        p = self.spawn([GUEST_BIN, "--peer=unix:" + self.host_sock, *options,
+        p = self.spawn([GUEST_BIN, self.host_option(), *options,
                         "--parent", "--socket=" + name], "parent-" + name)
         wait_for_socket(self.path(name), 10, p, "sommelier --parent")
         return p
 
     def sommelier_argv(self, *options):
-        return [GUEST_BIN, "--peer=unix:" + self.host_sock, *options]
+        return [GUEST_BIN, self.host_option(), *options]
+
+
+def status_text(status):
+    if status is not None and status < 0:
+        try:
+            return "signal %s" % signal.Signals(-status).name
+        except ValueError:
+            return "signal %d" % -status
+    return "status %s" % status
+
+
+def host_death(env):
+    """None while sommelier-host runs, else how it ended and its last words."""
+    if env.host is None or env.host.poll() is None:
+        return None
+    return "sommelier-host died during the test (%s): %s" % (
+        status_text(env.host.returncode), env.log_tail(env.host, 2))
 
 
 def wait_for_socket(path, timeout, proc, what):
@@ -274,6 +369,14 @@ def children_of(pid):
 
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def thread_count(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return -1
 
 
 def rss_kib(pid):
@@ -499,11 +602,14 @@ def test_globals_match(env):
                             stderr=subprocess.STDOUT, env=env.env(WAYLAND_DISPLAY=WESTON_SOCKET),
                             timeout=20)
     check(direct.returncode == 0, "wayland-info direct: status %d" % direct.returncode)
-    proxied = subprocess.run(env.sommelier_argv("wayland-info"), stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env.env(),
-                             timeout=20, start_new_session=True)
+    argv = env.sommelier_argv("wayland-info")
+    connections = env.host_connections()
+    proxied = subprocess.run(argv, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             env=env.env_for(argv), timeout=20, start_new_session=True)
     check(proxied.returncode == 0, "wayland-info through sommelier: status %d: %s" %
           (proxied.returncode, proxied.stdout.decode(errors="replace")[-300:]))
+    env.expect_one_connection(connections, "wayland-info")
     d = parse_wayland_info(direct.stdout.decode(errors="replace"))
     p = parse_wayland_info(proxied.stdout.decode(errors="replace"))
     check(d, "wayland-info direct listed no globals")
@@ -523,38 +629,67 @@ def test_globals_match(env):
                                                 " (" + HIDDEN_GLOBALS[iface] + ")"
                                                 if iface in HIDDEN_GLOBALS else ""))
     check(not problems, "globals differ: " + "; ".join(problems))
-    return "direct %d globals, proxied %d, hidden as expected: %s" % (
+    dmabuf = ""
+    if VIRTGPU and "zwp_linux_dmabuf_v1" not in hidden:
+        # Nothing to hide: weston's pixman renderer imports no dma-bufs, so
+        # it offers no linux-dmabuf (the check above would catch it through
+        # the proxy all the same).
+        dmabuf = "; zwp_linux_dmabuf_v1: weston offers none to hide (pixman renderer)"
+    return "direct %d globals, proxied %d, hidden as expected: %s%s" % (
         sum(d.values()), sum(p.values()),
-        ", ".join("%s (%s)" % (h, HIDDEN_GLOBALS[h]) for h in hidden) or "none")
+        ", ".join("%s (%s)" % (h, HIDDEN_GLOBALS[h]) for h in hidden) or "none", dmabuf)
 
 
-def run_wayland_info(env, argv):
+def run_wayland_info(env, argv, extra_env=None):
+    """wayland-info's globals, and everything printed (sommelier's log too)."""
     out = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, env=env.env(), timeout=20,
-                         start_new_session=True)
+                         stderr=subprocess.STDOUT, env=extra_env or env.env_for(argv),
+                         timeout=20, start_new_session=True)
     text = out.stdout.decode(errors="replace")
     check(out.returncode == 0, "%s: status %d: %s" % (" ".join(argv[:-1]), out.returncode,
                                                      text[-300:]))
-    return parse_wayland_info(text)
+    return parse_wayland_info(text), text
 
 
 def test_direct_and_default_peer(env):
-    """`sommelier PROGRAM` with no host option finds sommelier-host's default
-    socket; `--display=NAME` (no peer) talks to the compositor itself. Both
-    show the same globals as the channel does."""
-    via_peer = run_wayland_info(env, env.sommelier_argv("wayland-info"))
-    default = run_wayland_info(env, [GUEST_BIN, "wayland-info"])
-    direct = run_wayland_info(env, [GUEST_BIN, "--display=" + WESTON_SOCKET, "wayland-info"])
-    check(default == via_peer, "default socket: globals differ from --peer: %s vs %s" %
-          (sorted(default.elements()), sorted(via_peer.elements())))
-    check(direct == via_peer, "--display: globals differ from --peer: %s vs %s" %
-          (sorted(direct.elements()), sorted(via_peer.elements())))
-    return "%d globals through the default socket, --display and --peer alike" % sum(
-        via_peer.values())
+    """`sommelier PROGRAM` with no host option finds the host side on its own:
+    a virtio-gpu render node with the Wayland channel first (in virtgpu mode
+    the emulated one is there, and must win over the default socket, which
+    exists too), else sommelier-host's default socket. `--display=NAME` talks
+    to the compositor itself and never opens the node, in either mode. All
+    show the same globals as the channel does, but for what only a shared
+    memory device offers (zwp_linux_dmabuf_v1, when weston has it)."""
+    via, _ = run_wayland_info(env, env.sommelier_argv("wayland-info"))
+    default, default_log = run_wayland_info(env, [GUEST_BIN, "--log-level=info",
+                                                  "wayland-info"])
+    direct, direct_log = run_wayland_info(env, [GUEST_BIN, "--log-level=info",
+                                                "--display=" + WESTON_SOCKET, "wayland-info"])
+    option = env.host_option().split("=")[0]
+    picked = "the render node" if KERNEL_DEVICE_LINE in default_log else "the default socket"
+    if VIRTGPU:
+        check(KERNEL_DEVICE_LINE in default_log,
+              "no host option: sommelier did not pick the virtio-gpu render node (the "
+              "emulated %s) but the default socket: %s" %
+              (KERNEL_DEVICE_LINE.split()[-1], default_log[-300:]))
+    check(KERNEL_DEVICE_LINE not in direct_log,
+          "--display opened the render node (direct mode must not use it): " +
+          direct_log[-300:])
+    check(default == via, "no host option (%s): globals differ from %s: %s vs %s" %
+          (picked, option, sorted(default.elements()), sorted(via.elements())))
+    # Direct mode shares memory with the compositor in either mode: it sees
+    # what a channel that cannot carry guest dma-bufs hides.
+    only_shared = collections.Counter({k: n for k, n in direct.items()
+                                       if VIRTGPU and k[0] == "zwp_linux_dmabuf_v1"})
+    check(direct == via + only_shared, "--display: globals differ from %s: %s vs %s" %
+          (option, sorted(direct.elements()), sorted(via.elements())))
+    return "%d globals through %s (no host option), --display and %s alike%s" % (
+        sum(via.values()), picked, option,
+        "; --display also zwp_linux_dmabuf_v1" if only_shared else "")
 
 
 def test_simple_shm_runs(env):
     before = screenshot(env)
+    connections = env.host_connections()
     p = env.spawn(env.sommelier_argv("weston-simple-shm"), "simple-shm")
     start = time.monotonic()
     kid = None
@@ -577,6 +712,7 @@ def test_simple_shm_runs(env):
     bbox, changed = window_from_diff(before, after, 125)
     check(status == 0, "weston-simple-shm through sommelier: status %s: %s" %
           (status, env.log_tail(p)))
+    env.expect_one_connection(connections, "weston-simple-shm")
     noise = [l for l in log.splitlines() if l.strip() and "simple-shm exiting" not in l]
     check(not noise, "errors printed: %s" % " | ".join(noise[-5:]))
     check(bbox is not None, "no window on the screenshot")
@@ -597,6 +733,7 @@ def paint_and_check(env, argb, options, paint_args, wait_for):
     # stdout in a file that would appear only at exit, when the window is
     # gone. stdbuf makes its stdout line-buffered.
     stdbuf = ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
+    connections = env.host_connections()
     p = env.spawn(env.sommelier_argv(*options, *stdbuf, PAINT_BIN, "--color", "%08x" % argb,
                                      "--size", "256x256", *paint_args),
                   "paint", stdout_path=out)
@@ -610,9 +747,10 @@ def paint_and_check(env, argb, options, paint_args, wait_for):
         im = screenshot(env)
         _, in_weston = client_pool_in_weston(env, p)
         pixels, bbox = colour_on_screen(im, argb)
-        return pixels, bbox, p, in_weston
     finally:
         env.stop(p)
+    env.expect_one_connection(connections, "sml-paint")
+    return pixels, bbox, p, in_weston
 
 
 def describe(pixels, bbox):
@@ -629,9 +767,17 @@ def check_colour(pixels, bbox):
 
 
 def test_pixels_passthrough(env):
+    """The default path: the socket device shares the client's pool with
+    weston; a VM cannot, so in virtgpu mode the copy path must take over."""
     argb = 0xff3366cc
     pixels, bbox, _, maps = paint_and_check(env, argb, [], ["--seconds", "5"], "painted")
     check_colour(pixels, bbox)
+    if VIRTGPU:
+        check(not maps, lambda: "pixels correct (%s) but weston maps the client's own pool "
+              "(%s) through a virtio-gpu device: a VM shares no memory, the copy path must "
+              "take over" % (describe(pixels, bbox), maps[0]))
+        return "%s; weston does not map the client's pool (the copy path took over)" % (
+            describe(pixels, bbox))
     check(maps, "pixels correct (%s) but weston does not map the client's pool: the "
           "default path did not share memory" % describe(pixels, bbox))
     return "%s; weston maps the client's own pool (%s)" % (describe(pixels, bbox), maps[0])
@@ -675,6 +821,7 @@ def history_pixels(env, options):
     """sml-paint --history through sommelier OPTIONS: pixel counts of its
     three colours on screen, and whether weston maps the client's pool."""
     out = env.log_path("history-out")
+    connections = env.host_connections()
     p = env.spawn(env.sommelier_argv(*options, PAINT_BIN, "--history", "--seconds", "5"),
                   "history", stdout_path=out)
     try:
@@ -684,9 +831,10 @@ def history_pixels(env, options):
         im = screenshot(env)
         _, maps = client_pool_in_weston(env, p)
         counts = [colour_on_screen(im, argb)[0] for argb in (0xff00ff00, 0xff0000ff, 0xffff0000)]
-        return counts, maps
     finally:
         env.stop(p)
+    env.expect_one_connection(connections, "sml-paint --history")
+    return counts, maps
 
 
 def test_pixels_copy_history(env):
@@ -696,19 +844,33 @@ def test_pixels_copy_history(env):
     At buffer scale 2 the 128x128 window must be 50 rows green, 50 blue and
     28 red, the same as through shared memory."""
     want = [128 * 50, 128 * 50, 128 * 28]
-    shared, _ = history_pixels(env, [])
-    check(shared == want, "shared memory: green/blue/red %s, want %s" % (shared, want))
+    # The default path shares memory on the socket device; on virtgpu it is a
+    # second run of the copy path, without --shm-copy.
+    default_path = "the default path (copy: virtgpu)" if VIRTGPU else "shared memory"
+    shared, maps = history_pixels(env, [])
+    check(shared == want, "%s: green/blue/red %s, want %s%s" %
+          (default_path, shared, want, " (stale host rows)" if VIRTGPU else ""))
+    if VIRTGPU:
+        check(not maps, lambda: "%s: weston maps the client's own pool (%s)" %
+              (default_path, maps[0]))
     copied, maps = history_pixels(env, ["--shm-copy"])
     check(copied == want, "--shm-copy: green/blue/red %s, want %s (stale host rows)" %
           (copied, want))
     check_copied(maps)
-    return "green/blue/red pixels %s with shared memory and with --shm-copy" % copied
+    return "green/blue/red pixels %s with %s and with --shm-copy" % (copied, default_path)
 
 
 def test_fifty_clients_isolation(env):
     name = "sml-load"
     parent = env.start_parent(name)
     n = 50
+    # wait_for_socket's probe was a client too: its channel (on virtgpu, its
+    # open of the node and the reader thread) may still be going away.
+    deadline = time.monotonic() + 3
+    while thread_count(parent.pid) != 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    threads_idle = thread_count(parent.pid)
+    fds_idle = fd_count(parent.pid)
     clients, outs = [], []
     start = time.monotonic()
     for i in range(n):
@@ -728,6 +890,16 @@ def test_fifty_clients_isolation(env):
     check(not not_painted, lambda: "%d of %d clients did not paint (first: status %s: %s)" %
           (len(not_painted), n, clients[not_painted[0]].poll(),
            env.log_tail(clients[not_painted[0]])))
+    # One channel per client: on virtgpu each is its own open of the render
+    # node, which the emulation serves with a reader thread of its own.
+    threads_busy = thread_count(parent.pid)
+    fds_busy = fd_count(parent.pid)
+    per_client = "sommelier threads %d->%d, fds %d->%d with %d clients" % (
+        threads_idle, threads_busy, fds_idle, fds_busy, n)
+    want_threads = threads_idle + (n if VIRTGPU else 0)
+    check(threads_busy == want_threads, "%s: want %d threads (%s)" % (
+        per_client, want_threads, "one reader per open of the node" if VIRTGPU
+        else "sommelier is single-threaded"))
 
     # One client dies hard, another talks garbage.
     victim = clients[0]
@@ -771,9 +943,9 @@ def test_fifty_clients_isolation(env):
     check(parent.poll() is None, "sommelier --parent died: %s" % env.log_tail(parent))
     check(garbage_cut, "the garbage client was not disconnected: " + garbage_result)
     env.stop(parent)
-    return ("%d clients painted in %.1f s; after SIGKILL of one and %d garbage bytes "
+    return ("%d clients painted in %.1f s (%s); after SIGKILL of one and %d garbage bytes "
             "(garbage client: %s): %d/%d alive, new client painted, %d/%d exited 0 after 20 s" %
-            (n, painted_in, len(blob), garbage_result, alive_after, n - 1,
+            (n, painted_in, per_client, len(blob), garbage_result, alive_after, n - 1,
              statuses.count(0), n - 1))
 
 
@@ -788,16 +960,27 @@ def raw_cycle(path):
         c.close()
 
 
+def fds_threads(pid):
+    return fd_count(pid), thread_count(pid)
+
+
 def settle(pids, want, timeout):
+    """{pid: (fds, threads)} once it equals WANT, or when TIMEOUT is over."""
     deadline = time.monotonic() + timeout
     while True:
-        now = {pid: fd_count(pid) for pid in pids}
+        now = {pid: fds_threads(pid) for pid in pids}
         if now == want or time.monotonic() > deadline:
             return now
         time.sleep(0.05)
 
 
 def test_no_growth_500_cycles(env):
+    """500 connect/registry/sync/disconnect cycles on one --parent: the fds
+    and threads of sommelier and sommelier-host come back to where they
+    were, and RSS grows by at most 2 MiB. On virtgpu each connection is an
+    open of the render node: in sommelier's process the emulation adds a
+    pipe, a socket and a reader thread per open, all of which must go when
+    the client does."""
     name = "sml-cycles"
     parent = env.start_parent(name)
     path = env.path(name)
@@ -805,22 +988,41 @@ def test_no_growth_500_cycles(env):
     for _ in range(20):  # warm up allocators and caches
         raw_cycle(path)
     time.sleep(0.3)
-    fds0 = {pid: fd_count(pid) for pid in pids.values()}
-    fds0 = settle(pids.values(), fds0, 0.5)
+    state0 = {pid: fds_threads(pid) for pid in pids.values()}
+    state0 = settle(pids.values(), state0, 0.5)
+    # What one connected client costs, while it is connected.
+    c = RawClient(path)
+    try:
+        _, status, _ = registry_of(c)
+        check(status == "done", "a held client's registry round trip: %s" % status)
+        held = fds_threads(parent.pid)
+    finally:
+        c.close()
+    settle(pids.values(), state0, 3.0)
     rss0 = {pid: rss_kib(pid) for pid in pids.values()}
     start = time.monotonic()
     for _ in range(500):
         raw_cycle(path)
     took = time.monotonic() - start
-    fds1 = settle(pids.values(), fds0, 3.0)
+    state1 = settle(pids.values(), state0, 3.0)
     rss1 = {pid: rss_kib(pid) for pid in pids.values()}
     check(parent.poll() is None, "sommelier --parent died: %s" % env.log_tail(parent))
-    report = "; ".join("%s fds %d->%d rss %d->%d KiB" % (n, fds0[pid], fds1[pid], rss0[pid],
-                                                         rss1[pid])
-                       for n, pid in pids.items())
-    report = "500 cycles in %.1f s (%.1f ms each); %s" % (took, took * 2, report)
-    grew = [n for n, pid in pids.items() if fds1[pid] != fds0[pid]]
+    report = "; ".join("%s fds %d->%d threads %d->%d rss %d->%d KiB" % (
+        n, state0[pid][0], state1[pid][0], state0[pid][1], state1[pid][1], rss0[pid],
+        rss1[pid]) for n, pid in pids.items())
+    idle = state0[parent.pid]
+    report = "500 cycles in %.1f s (%.1f ms each); one client costs sommelier %+d fds, " \
+        "%+d threads; %s" % (took, took * 2, held[0] - idle[0], held[1] - idle[1],
+                             report)
+    want_threads = 1 if VIRTGPU else 0
+    check(held[1] - idle[1] == want_threads, "a connected client costs sommelier %d threads, "
+          "want %d (%s): %s" % (held[1] - idle[1], want_threads,
+                                "the emulation's reader" if VIRTGPU else "single-threaded",
+                                report))
+    grew = [n for n, pid in pids.items() if state1[pid][0] != state0[pid][0]]
     check(not grew, "fd count changed: " + report)
+    grew = [n for n, pid in pids.items() if state1[pid][1] != state0[pid][1]]
+    check(not grew, "thread count changed: " + report)
     fat = [n for n, pid in pids.items() if rss1[pid] - rss0[pid] > 2048]
     check(not fat, "RSS grew by more than 2 MiB: " + report)
     env.stop(parent)
@@ -902,6 +1104,72 @@ def test_host_protocol_error(env):
     return numbers + "; bystanders kept working"
 
 
+# A virtio-gpu guest of its own, through the emulated node (run with the
+# library preloaded): a cross-domain context with both rings, a POLL
+# outstanding on the channel ring, then GEM_CLOSE of the channel ring while
+# the context lives (what proxy/guest/vgpu_kernel.c's vk_destroy does for
+# every channel: unmap and close the rings, then close the fd; the emulation
+# sends RESOURCE_DESTROY, a kernel RESOURCE_UNREF), then a wl_display.sync
+# that makes the compositor answer into that ring.
+RING_DESTROYED_GUEST = r"""
+import ctypes, fcntl, os, struct, time
+def drm_iowr(nr, size):
+    return (3 << 30) | (size << 16) | (ord("d") << 8) | (0x40 + nr)
+CONTEXT_INIT, CREATE_BLOB, EXECBUFFER = drm_iowr(0x0b, 16), drm_iowr(0x0a, 48), drm_iowr(0x02, 64)
+GEM_CLOSE = (1 << 30) | (8 << 16) | (ord("d") << 8) | 0x09
+fd = os.open("/dev/dri/renderD128", os.O_RDWR | os.O_CLOEXEC)
+# capset cross-domain (5), 2 rings, poll mask: the channel ring (1)
+params = ctypes.create_string_buffer(struct.pack("=6Q", 1, 5, 2, 2, 3, 1 << 1))
+fcntl.ioctl(fd, CONTEXT_INIT, struct.pack("=IIQ", 3, 0, ctypes.addressof(params)))
+def blob():  # GUEST, MAPPABLE, one page
+    b = bytearray(struct.pack("=IIIIQIIQQ", 1, 1, 0, 0, 4096, 0, 0, 0, 0))
+    fcntl.ioctl(fd, CREATE_BLOB, b)
+    return struct.unpack_from("=II", b, 8)
+def execbuffer(cmd, ring=None):
+    buf = ctypes.create_string_buffer(cmd, len(cmd))
+    fcntl.ioctl(fd, EXECBUFFER, struct.pack(
+        "=IIQQIiIIIIQQ", 0 if ring is None else 4, len(cmd), ctypes.addressof(buf), 0, 0, -1,
+        ring or 0, 0, 0, 0, 0, 0))
+(q_bo, q_res), (c_bo, c_res) = blob(), blob()
+execbuffer(struct.pack("=BBHIIII", 1, 0, 20, 0, q_res, c_res, 1))  # INIT, Wayland
+execbuffer(struct.pack("=BBHIQ", 3, 0, 16, 0, 0), ring=1)  # POLL
+fcntl.ioctl(fd, GEM_CLOSE, struct.pack("=II", c_bo, 0))  # the channel ring goes
+sync = struct.pack("=III", 1, 12 << 16, 2)  # wl_display.sync(2)
+execbuffer(struct.pack("=BBHIII", 4, 0, 352 + len(sync), 0, 0, len(sync)) + bytes(336) + sync)
+time.sleep(1)
+os.close(fd)
+print("guest done")
+"""
+
+
+def test_ring_destroyed_under_context(env):
+    """sommelier-host is the boundary all guests share: a guest that
+    destroys the resource its context uses as the channel ring (as
+    sommelier's kernel backend does at every channel teardown, just before
+    closing the node) must not make it write into memory it unmapped. It may
+    lose that context; it must keep serving everyone else."""
+    if not VIRTGPU:
+        raise TestSkipped("a virtio-gpu guest; runs in virtgpu mode")
+    connections = env.host_connections()
+    env_ = env.env(LD_PRELOAD=VGPU_LIB, SML_VGPU_EMUL_SOCKET=env.host_sock)
+    guest = subprocess.run([sys.executable, "-c", RING_DESTROYED_GUEST], env=env_,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=20, start_new_session=True)
+    out = guest.stdout.decode(errors="replace").strip().replace("\n", " | ")
+    check(env.host_connections() - connections == 1,
+          "the guest did not reach sommelier-host through the emulated node: " + out)
+    time.sleep(0.2)
+    check(host_death(env) is None, "the guest destroyed the channel ring of its live context "
+          "(a POLL outstanding), then sent wl_display.sync: sommelier-host did not survive it")
+    check(guest.returncode == 0 and "guest done" in out,
+          "the guest: status %d: %s" % (guest.returncode, out))
+    globals_, _ = run_wayland_info(env, env.sommelier_argv("wayland-info"))
+    check(("wl_compositor", 6) in globals_ or any(i == "wl_compositor" for i, _ in globals_),
+          "wayland-info through sommelier afterwards lists no wl_compositor")
+    return "sommelier-host survived (guest: %s); wayland-info through sommelier " \
+        "afterwards: %d globals" % (out or "no output", sum(globals_.values()))
+
+
 def test_compositor_gone(env):
     name = "sml-gone"
     parent = env.start_parent(name)
@@ -968,6 +1236,7 @@ TESTS = [
     test_fifty_clients_isolation,
     test_no_growth_500_cycles,
     test_host_protocol_error,
+    test_ring_destroyed_under_context,
     test_compositor_gone,  # last: it kills weston
 ]
 
@@ -979,9 +1248,16 @@ def main():
             print("FAIL setup: %s is not executable (set %s or build first)" % (path, what))
             print("0 passed, 1 failed")
             return 1
+    if VIRTGPU and not os.access(VGPU_LIB, os.R_OK):
+        print("FAIL setup: %s is not readable (set SML_VGPU_EMUL_LIB or build first)" % VGPU_LIB)
+        print("0 passed, 1 failed")
+        return 1
+    print("mode: %s" % ("virtgpu: sommelier --virtgpu-channel, LD_PRELOAD=%s "
+                        "(the emulated /dev/dri/renderD128)" % VGPU_LIB if VIRTGPU else
+                        "socket device: sommelier --peer=unix:PATH"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # meson's timeout: clean up
     env = Env()
-    passed = failed = 0
+    passed = failed = skipped = 0
     began = time.monotonic()
     try:
         try:
@@ -996,16 +1272,34 @@ def main():
             t0 = time.monotonic()
             try:
                 result = test(env)
+                # sommelier-host is the boundary every guest shares: whatever
+                # a guest does, it must outlive it.
+                died = host_death(env)
+                check(not died, lambda: "%s; but %s" % (result, died))
                 passed += 1
-                print("PASS %s (%.1f s): %s" % (name, time.monotonic() - t0, result))
+                print("PASS %s (%.1f s, %s): %s" % (name, time.monotonic() - t0, MODE, result))
+            except TestSkipped as e:
+                skipped += 1
+                print("SKIP %s (%s): %s" % (name, MODE, e))
             except TestFailure as e:
                 failed += 1
-                print("FAIL %s (%.1f s): %s" % (name, time.monotonic() - t0, e))
+                died = host_death(env)
+                print("FAIL %s (%.1f s, %s): %s%s" % (name, time.monotonic() - t0, MODE, e,
+                                                      "; " + died if died and died not in str(e)
+                                                      else ""))
             except Exception:  # noqa: BLE001 -- one broken test must not hide the others
                 failed += 1
-                print("FAIL %s (%.1f s): %s" % (name, time.monotonic() - t0,
-                                                traceback.format_exc().strip().replace("\n", " | ")))
+                print("FAIL %s (%.1f s, %s): %s" % (name, time.monotonic() - t0, MODE,
+                                                    traceback.format_exc().strip().replace("\n", " | ")))
             sys.stdout.flush()
+            if env.host.poll() is not None and test is not TESTS[-1]:
+                # The next tests need one: a new sommelier-host on the same socket.
+                try:
+                    env.start_host()
+                except TestFailure as e:
+                    print("FAIL setup: sommelier-host cannot be restarted: %s" % e)
+                    failed += 1
+                    break
             if env.weston.poll() is not None and test is not TESTS[-1]:
                 print("FAIL setup: weston died during %s (status %s): %s" %
                       (name, env.weston.returncode, env.log_tail(env.weston)))
@@ -1013,7 +1307,9 @@ def main():
                 break
     finally:
         env.cleanup()
-        print("%d passed, %d failed (%.1f s)" % (passed, failed, time.monotonic() - began))
+        print("%d passed, %d failed%s (%.1f s, %s)" % (
+            passed, failed, ", %d skipped" % skipped if skipped else "",
+            time.monotonic() - began, MODE))
     return 1 if failed else 0
 
 
