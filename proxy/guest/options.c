@@ -142,7 +142,7 @@ static bool set_peer(struct parse *p, const char *value)
 	struct guest_options *opts = p->opts;
 	if (strncmp(value, "tcp:", 4) == 0 || strncmp(value, "vsock:", 6) == 0)
 		return fail(p, "TCP and vsock peers need the copy transport, "
-			       "which is not implemented yet");
+			       "which sommelier does not have yet");
 	const char *path = strncmp(value, "unix:", 5) == 0 ? value + 5 : value;
 	if (!*path || (path == value && value[0] != '/'))
 		return fail(p, "expected unix:PATH");

@@ -37,81 +37,11 @@
 #include "log.h"
 #include "util.h"
 #include "vgpu.h"
+#include "virtgpu_uapi.h"
 
-// ---- UAPI beyond libdrm 2.4.114 ----------------------------------------------
-
-#define VK_PARAM_3D_FEATURES 1
-#define VK_PARAM_RESOURCE_BLOB 3
-#define VK_PARAM_HOST_VISIBLE 4
-#define VK_PARAM_CONTEXT_INIT 6
-#define VK_PARAM_SUPPORTED_CAPSET_IDS 7
-
-#define VK_BLOB_MEM_GUEST 1u
-#define VK_BLOB_MEM_HOST3D 2u
-#define VK_BLOB_FLAG_MAPPABLE 1u
-#define VK_BLOB_FLAG_SHAREABLE 2u
-
-#define VK_CONTEXT_PARAM_CAPSET_ID 1u
-#define VK_CONTEXT_PARAM_NUM_RINGS 2u
-#define VK_CONTEXT_PARAM_POLL_RINGS_MASK 3u
-
-#define VK_EXECBUF_RING_IDX 0x04u
-#define VK_EVENT_FENCE_SIGNALED 0x90000000u
-
-struct vk_create_blob {
-	uint32_t blob_mem;
-	uint32_t blob_flags;
-	uint32_t bo_handle; // out
-	uint32_t res_handle; // out
-	uint64_t size;
-	uint32_t pad;
-	uint32_t cmd_size;
-	uint64_t cmd;
-	uint64_t blob_id;
-};
-static_assert(sizeof(struct vk_create_blob) == 48, "vk_create_blob");
-
-struct vk_context_param {
-	uint64_t param;
-	uint64_t value;
-};
-static_assert(sizeof(struct vk_context_param) == 16, "vk_context_param");
-
-struct vk_context_init {
-	uint32_t num_params;
-	uint32_t pad;
-	uint64_t params; // struct vk_context_param[num_params]
-};
-static_assert(sizeof(struct vk_context_init) == 16, "vk_context_init");
-
-// The execbuffer of Linux >= 6.4; older kernels read the prefix they know
-// (ring_idx since 5.16), and the zeroed syncobj fields were their padding.
-struct vk_execbuffer {
-	uint32_t flags;
-	uint32_t size;
-	uint64_t command;
-	uint64_t bo_handles;
-	uint32_t num_bo_handles;
-	int32_t fence_fd;
-	uint32_t ring_idx;
-	uint32_t syncobj_stride;
-	uint32_t num_in_syncobjs;
-	uint32_t num_out_syncobjs;
-	uint64_t in_syncobjs;
-	uint64_t out_syncobjs;
-};
-static_assert(sizeof(struct vk_execbuffer) == 64, "vk_execbuffer");
-static_assert(offsetof(struct vk_execbuffer, ring_idx) == 32, "vk_execbuffer.ring_idx");
-
-#define VK_IOCTL_EXECBUFFER \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_VIRTGPU_EXECBUFFER, struct vk_execbuffer)
-#define VK_IOCTL_CREATE_BLOB DRM_IOWR(DRM_COMMAND_BASE + 0x0a, struct vk_create_blob)
-#define VK_IOCTL_CONTEXT_INIT DRM_IOWR(DRM_COMMAND_BASE + 0x0b, struct vk_context_init)
+// ---- UAPI beyond libdrm 2.4.114: protocol/virtgpu_uapi.h --------------------
 
 // The numbers of the contract (doc/cross-domain.md), whichever header built us.
-static_assert(VK_IOCTL_EXECBUFFER == 0xC0406442u, "EXECBUFFER");
-static_assert(VK_IOCTL_CREATE_BLOB == 0xC030644Au, "RESOURCE_CREATE_BLOB");
-static_assert(VK_IOCTL_CONTEXT_INIT == 0xC010644Bu, "CONTEXT_INIT");
 static_assert(DRM_IOCTL_VIRTGPU_GETPARAM == 0xC0106443u, "GETPARAM");
 static_assert(DRM_IOCTL_VIRTGPU_GET_CAPS == 0xC0186449u, "GET_CAPS");
 static_assert(DRM_IOCTL_VIRTGPU_MAP == 0xC0106441u, "MAP");
@@ -121,10 +51,10 @@ static_assert(DRM_IOCTL_GEM_CLOSE == 0x40086409u, "GEM_CLOSE");
 static_assert(DRM_IOCTL_PRIME_FD_TO_HANDLE == 0xC00C642Eu, "PRIME_FD_TO_HANDLE");
 static_assert(DRM_IOCTL_VIRTGPU_RESOURCE_INFO == 0xC0106445u, "RESOURCE_INFO");
 #ifdef DRM_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB
-static_assert(VK_IOCTL_CREATE_BLOB == DRM_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB, "header");
+static_assert(VGPU_IOCTL_RESOURCE_CREATE_BLOB == DRM_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB, "header");
 #endif
 #ifdef DRM_IOCTL_VIRTGPU_CONTEXT_INIT
-static_assert(VK_IOCTL_CONTEXT_INIT == DRM_IOCTL_VIRTGPU_CONTEXT_INIT, "header");
+static_assert(VGPU_IOCTL_CONTEXT_INIT == DRM_IOCTL_VIRTGPU_CONTEXT_INIT, "header");
 #endif
 
 // ---- system calls ------------------------------------------------------------
@@ -303,16 +233,16 @@ static int vk_context_init(struct vgpu_dev *dev, uint32_t capset_id, uint32_t nu
 			   uint64_t poll_mask)
 {
 	struct vgpu_kernel *k = to_vk(dev);
-	struct vk_context_param params[] = {
-		{ VK_CONTEXT_PARAM_CAPSET_ID, capset_id },
-		{ VK_CONTEXT_PARAM_NUM_RINGS, num_rings },
-		{ VK_CONTEXT_PARAM_POLL_RINGS_MASK, poll_mask },
+	struct vgpu_uapi_context_param params[] = {
+		{ VGPU_UAPI_CONTEXT_PARAM_CAPSET_ID, capset_id },
+		{ VGPU_UAPI_CONTEXT_PARAM_NUM_RINGS, num_rings },
+		{ VGPU_UAPI_CONTEXT_PARAM_POLL_RINGS_MASK, poll_mask },
 	};
-	struct vk_context_init req = {
+	struct vgpu_uapi_context_init req = {
 		.num_params = SML_ARRAY_LEN(params),
-		.params = (uintptr_t)params,
+		.ctx_set_params = (uintptr_t)params,
 	};
-	int ret = vk_ioctl(k->fd, VK_IOCTL_CONTEXT_INIT, &req);
+	int ret = vk_ioctl(k->fd, VGPU_IOCTL_CONTEXT_INIT, &req);
 	if (ret < 0) {
 		// EEXIST: something made the default context first.
 		sml_warn("kernel device %s: CONTEXT_INIT (capset %u, %u rings) failed: %s",
@@ -327,13 +257,13 @@ static int vk_context_init(struct vgpu_dev *dev, uint32_t capset_id, uint32_t nu
 static int vk_create_blob(struct vgpu_kernel *k, uint32_t mem, uint32_t flags, uint64_t blob_id,
 			  uint64_t size, struct vk_bo *bo)
 {
-	struct vk_create_blob req = {
+	struct vgpu_uapi_create_blob req = {
 		.blob_mem = mem,
 		.blob_flags = flags,
 		.size = size,
 		.blob_id = blob_id,
 	};
-	int ret = vk_ioctl(k->fd, VK_IOCTL_CREATE_BLOB, &req);
+	int ret = vk_ioctl(k->fd, VGPU_IOCTL_RESOURCE_CREATE_BLOB, &req);
 	if (ret < 0) {
 		sml_warn("kernel device %s: RESOURCE_CREATE_BLOB (mem %u, blob %llu, %llu bytes) "
 			 "failed: %s", k->path, mem, (unsigned long long)blob_id,
@@ -376,7 +306,7 @@ static int vk_create_ring(struct vgpu_dev *dev, size_t size, uint32_t *res, void
 	size = sml_page_round_up(size ? size : 1);
 	int ret = vk_reserve(k);
 	if (ret == 0)
-		ret = vk_create_blob(k, VK_BLOB_MEM_GUEST, VK_BLOB_FLAG_MAPPABLE, 0, size, &bo);
+		ret = vk_create_blob(k, VGPU_UAPI_BLOB_MEM_GUEST, VGPU_UAPI_BLOB_FLAG_USE_MAPPABLE, 0, size, &bo);
 	if (ret < 0)
 		return ret;
 	if ((ret = vk_map(k, &bo, size)) < 0) {
@@ -410,8 +340,8 @@ static int vk_create_host_blob(struct vgpu_dev *dev, uint64_t blob_id, uint64_t 
 	}
 	int ret = vk_reserve(k);
 	if (ret == 0)
-		ret = vk_create_blob(k, VK_BLOB_MEM_HOST3D,
-				     VK_BLOB_FLAG_MAPPABLE | VK_BLOB_FLAG_SHAREABLE, blob_id,
+		ret = vk_create_blob(k, VGPU_UAPI_BLOB_MEM_HOST3D,
+				     VGPU_UAPI_BLOB_FLAG_USE_MAPPABLE | VGPU_UAPI_BLOB_FLAG_USE_SHAREABLE, blob_id,
 				     size, &bo);
 	if (ret < 0)
 		return ret;
@@ -508,8 +438,8 @@ static int vk_execbuffer(struct vgpu_dev *dev, const void *cmd, size_t size, uin
 		return ret;
 	// A ring's fence needs no fence fd: for a ring in the poll mask it
 	// arrives as an event on the DRM fd; for others wait() sees it.
-	struct vk_execbuffer req = {
-		.flags = ring == VGPU_NO_RING ? 0 : VK_EXECBUF_RING_IDX,
+	struct vgpu_uapi_execbuffer req = {
+		.flags = ring == VGPU_NO_RING ? 0 : VGPU_UAPI_EXECBUF_RING_IDX,
 		.size = (uint32_t)size,
 		.command = (uintptr_t)cmd,
 		.bo_handles = nbos ? (uintptr_t)handles : 0,
@@ -517,7 +447,7 @@ static int vk_execbuffer(struct vgpu_dev *dev, const void *cmd, size_t size, uin
 		.fence_fd = -1,
 		.ring_idx = ring == VGPU_NO_RING ? 0 : ring,
 	};
-	if ((ret = vk_ioctl(k->fd, VK_IOCTL_EXECBUFFER, &req)) < 0)
+	if ((ret = vk_ioctl(k->fd, VGPU_IOCTL_EXECBUFFER, &req)) < 0)
 		sml_warn("kernel device %s: EXECBUFFER of %zu bytes (ring %d) failed: %s",
 			 k->path, size, ring == VGPU_NO_RING ? -1 : (int)ring, strerror(-ret));
 	return ret;
@@ -583,7 +513,7 @@ static int vk_parse_events(struct vgpu_kernel *k, const uint8_t *buf, size_t len
 		memcpy(&ev, buf + off, sizeof(ev));
 		if (ev.length < sizeof(ev) || ev.length > len - off)
 			return vk_die(k, -EPROTO, "an event with a bad length");
-		if (ev.type == VK_EVENT_FENCE_SIGNALED)
+		if (ev.type == VGPU_UAPI_EVENT_FENCE_SIGNALED)
 			*signalled |= k->poll_mask;
 		else
 			sml_dbg("kernel device %s: event type %#x (%u bytes) skipped", k->path,
@@ -679,11 +609,11 @@ static const struct {
 	uint64_t param;
 	const char *what;
 } vk_features[] = {
-	{ VK_PARAM_3D_FEATURES, "3D features (virgl): EXECBUFFER and host blobs need them" },
-	{ VK_PARAM_RESOURCE_BLOB, "blob resources (Linux >= 5.11, a host with blob support)" },
-	{ VK_PARAM_HOST_VISIBLE, "host-visible memory (a host that maps its blobs into the "
+	{ VGPU_UAPI_PARAM_3D_FEATURES, "3D features (virgl): EXECBUFFER and host blobs need them" },
+	{ VGPU_UAPI_PARAM_RESOURCE_BLOB, "blob resources (Linux >= 5.11, a host with blob support)" },
+	{ VGPU_UAPI_PARAM_HOST_VISIBLE, "host-visible memory (a host that maps its blobs into the "
 				 "guest)" },
-	{ VK_PARAM_CONTEXT_INIT, "context init (Linux >= 5.16, a host with context types)" },
+	{ VGPU_UAPI_PARAM_CONTEXT_INIT, "context init (Linux >= 5.16, a host with context types)" },
 };
 
 // Every missing feature is logged, not just the first.
@@ -708,7 +638,7 @@ static int vk_check_features(int fd, const struct vk_probe *p)
 static int vk_check_cross_domain(int fd, const struct vk_probe *p)
 {
 	int capsets;
-	int ret = vk_getparam(fd, VK_PARAM_SUPPORTED_CAPSET_IDS, &capsets);
+	int ret = vk_getparam(fd, VGPU_UAPI_PARAM_SUPPORTED_CAPSET_IDS, &capsets);
 	if (ret < 0) {
 		sml_log(p->level, "%s: GETPARAM SUPPORTED_CAPSET_IDs failed: %s", p->path,
 			strerror(-ret));

@@ -2,6 +2,7 @@
 // The parts of Linux's include/uapi/drm/virtgpu_drm.h (as of 6.x) that
 // Debian 12's libdrm header lacks: blobs, context init, ring indices, the
 // 64-byte execbuffer. Written from the UAPI layout; every struct is pinned.
+// Shared by the guest's kernel backend and the emulated render node.
 // Names carry a VGPU_UAPI_ / vgpu_uapi_ prefix so that they never collide
 // with whichever virtgpu_drm.h a program also includes.
 #ifndef SML_VGPU_UAPI_H
