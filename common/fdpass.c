@@ -23,6 +23,7 @@ ssize_t sml_send_fds(int sock, const void *data, size_t size, const int *fds, si
 		return -1;
 	}
 	if (nfds) {
+		memset(ctrl.buf, 0, CMSG_SPACE(sizeof(int) * nfds)); // no stray padding bytes
 		msg.msg_control = ctrl.buf;
 		msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
 		struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
