@@ -245,8 +245,8 @@ static void drop_event(const struct wl_message *msg, union wl_argument *args)
 	close_fds(msg, args);
 }
 
-static int event_dispatch(const void *impl, void *target, uint32_t opcode,
-			  const struct wl_message *msg, union wl_argument *orig_args)
+int fwd_event_dispatch(const void *impl, void *target, uint32_t opcode,
+		       const struct wl_message *msg, union wl_argument *orig_args)
 {
 	union wl_argument copy[MAX_ARGS];
 	union wl_argument *args = copy_args(msg, orig_args, copy);
@@ -290,9 +290,11 @@ static struct fwd_object *pair_with(struct guest_client *gc, struct wl_resource 
 }
 
 struct fwd_object *fwd_pair_with(struct guest_client *gc, struct wl_resource *resource,
-				 struct wl_proxy *proxy, wl_dispatcher_func_t on_request)
+				 struct wl_proxy *proxy, wl_dispatcher_func_t on_request,
+				 wl_dispatcher_func_t on_event)
 {
-	return pair_with(gc, resource, proxy, on_request, event_dispatch);
+	return pair_with(gc, resource, proxy, on_request ? on_request : fwd_request_dispatch,
+			 on_event ? on_event : fwd_event_dispatch);
 }
 
 // Objects whose requests change meaning get their hook's dispatcher.
@@ -301,7 +303,7 @@ struct fwd_object *fwd_pair(struct guest_client *gc, struct wl_resource *resourc
 {
 	wl_dispatcher_func_t hook = shm_copy_hook(gc, wl_resource_get_class(resource));
 	return pair_with(gc, resource, proxy, hook ? hook : fwd_request_dispatch,
-			 event_dispatch);
+			 fwd_event_dispatch);
 }
 
 // ---- the registry: filtered, version-capped, bound per client -----------

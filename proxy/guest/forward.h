@@ -26,12 +26,16 @@ struct fwd_object {
 // the dispatchers; NULL on allocation failure (the caller posts no_memory).
 struct fwd_object *fwd_pair(struct guest_client *gc, struct wl_resource *resource,
 			    struct wl_proxy *proxy);
-// As fwd_pair, with the request dispatcher of a hook.
+// As fwd_pair, with a hook's request and event dispatchers (NULL: the
+// generic one).
 struct fwd_object *fwd_pair_with(struct guest_client *gc, struct wl_resource *resource,
-				 struct wl_proxy *proxy, wl_dispatcher_func_t on_request);
-// The generic request forwarder, for hooks that change only some requests.
+				 struct wl_proxy *proxy, wl_dispatcher_func_t on_request,
+				 wl_dispatcher_func_t on_event);
+// The generic forwarders, for hooks that change only some messages.
 int fwd_request_dispatch(const void *impl, void *target, uint32_t opcode,
 			 const struct wl_message *msg, union wl_argument *args);
+int fwd_event_dispatch(const void *impl, void *target, uint32_t opcode,
+		       const struct wl_message *msg, union wl_argument *args);
 
 // The pair of a resource or proxy created by fwd_pair, or NULL.
 struct fwd_object *fwd_from_resource(struct wl_resource *resource);
