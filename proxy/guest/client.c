@@ -224,3 +224,10 @@ void guest_server_flush(struct guest_server *server)
 		if (!gc->dying)
 			host_flush(gc);
 }
+
+void guest_server_idle(struct guest_server *server)
+{
+	struct guest_client *gc;
+	wl_list_for_each(gc, &server->clients, link)
+		shm_copy_idle(gc);
+}

@@ -161,6 +161,7 @@ static void run(struct wl_display *display, struct guest_server *server,
 	while (st->running && !finished(server, opts, st)) {
 		guest_server_flush(server);
 		wl_display_flush_clients(display);
+		guest_server_idle(server);
 		if (wl_event_loop_dispatch(loop, -1) < 0 && errno != EINTR)
 			break;
 		wl_event_loop_dispatch_idle(loop);

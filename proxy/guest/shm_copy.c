@@ -26,6 +26,7 @@
 #define SURFACE_DAMAGE 2
 #define SURFACE_COMMIT 6
 #define SURFACE_DAMAGE_BUFFER 9
+#define BUFFER_RELEASE 0
 
 // A guest pool: the client's memory, mapped read-only. Buffers keep it.
 struct copy_pool {
@@ -41,18 +42,21 @@ struct copy_buffer {
 	struct wl_resource *resource;
 	struct copy_pool *pool;
 	int32_t offset, width, height, stride;
-	uint32_t bpp;
+	uint32_t format, bpp;
 	struct guest_image image;
 	uint8_t *host_map;
 	pixman_region32_t stale; // what the host copy lacks
+	bool held; // committed, and the host has not released it yet
 	struct copy_surface *surface; // may be NULL: where it was last committed
 	struct wl_list surface_link; // copy_surface.buffers
 };
 
 struct copy_surface {
 	struct copy_buffer *pending; // may be NULL: attached since the last commit
+	struct copy_buffer *current; // may be NULL: the buffer of the last commit
 	bool attached;
 	bool full_damage; // surface-coordinate damage: copy all rather than guess
+	bool catch_up; // a buffer may be brought up to date ahead of its commit
 	pixman_region32_t damage; // buffer coordinates
 	struct wl_list buffers; // struct copy_buffer.surface_link
 	struct wl_list link; // guest_client.copy_surfaces
@@ -192,15 +196,33 @@ static void buffer_destroy(void *data)
 {
 	struct copy_buffer *b = data;
 	struct copy_surface *s;
-	wl_list_for_each(s, &b->gc->copy_surfaces, link)
+	wl_list_for_each(s, &b->gc->copy_surfaces, link) {
 		if (s->pending == b)
 			s->pending = NULL;
+		if (s->current == b)
+			s->current = NULL;
+	}
 	if (b->surface)
 		wl_list_remove(&b->surface_link);
 	free_image(b);
 	pixman_region32_fini(&b->stale);
 	pool_unref(b->pool);
 	free(b);
+}
+
+// The host let go of its copy: from now on it may be written ahead of the
+// buffer's next commit.
+static int buffer_event(const void *impl, void *target, uint32_t opcode,
+			const struct wl_message *msg, union wl_argument *args)
+{
+	struct fwd_object *obj = fwd_from_proxy(target);
+	struct copy_buffer *b = obj ? obj->data : NULL;
+	if (b && opcode == BUFFER_RELEASE) {
+		b->held = false;
+		if (b->surface)
+			b->surface->catch_up = true;
+	}
+	return fwd_event_dispatch(impl, target, opcode, msg, args);
 }
 
 // ---- wl_shm_pool and wl_shm -------------------------------------------------
@@ -234,7 +256,7 @@ static struct copy_buffer *buffer_create(struct guest_client *gc, struct copy_po
 		return NULL;
 	*b = (struct copy_buffer){ .gc = gc, .pool = pool, .offset = args[1].i,
 				   .width = args[2].i, .height = args[3].i, .stride = args[4].i,
-				   .bpp = bpp, .image.fd = -1 };
+				   .format = args[5].u, .bpp = bpp, .image.fd = -1 };
 	pool->refs++;
 	pixman_region32_init_rect(&b->stale, 0, 0, (unsigned)b->width, (unsigned)b->height);
 	if (alloc_image(b, drm_format(args[5].u)) < 0) {
@@ -254,7 +276,7 @@ static void pool_create_buffer(struct wl_resource *pool_res, struct copy_pool *p
 	struct wl_resource *res = wl_resource_create(gc->client, &wl_buffer_interface, 1, args[0].n);
 	struct copy_buffer *b = res && gc->host_shm ? buffer_create(gc, pool, args, bpp) : NULL;
 	struct wl_proxy *proxy = b ? host_buffer(b, args[5].u) : NULL;
-	struct fwd_object *obj = proxy ? fwd_pair(gc, res, proxy) : NULL;
+	struct fwd_object *obj = proxy ? fwd_pair_with(gc, res, proxy, NULL, buffer_event) : NULL;
 	if (!obj) {
 		sml_warn("copy path: no host memory for a %dx%d buffer", args[2].i, args[3].i);
 		if (proxy)
@@ -323,7 +345,7 @@ static void shm_create_pool(struct wl_resource *shm_res, union wl_argument *args
 	struct wl_resource *res = pool->map == MAP_FAILED ? NULL :
 		wl_resource_create(gc->client, &wl_shm_pool_interface,
 				   wl_resource_get_version(shm_res), args[0].n);
-	struct fwd_object *obj = res ? fwd_pair_with(gc, res, NULL, pool_request) : NULL;
+	struct fwd_object *obj = res ? fwd_pair_with(gc, res, NULL, pool_request, NULL) : NULL;
 	if (!obj) {
 		if (pool->map == MAP_FAILED)
 			pool->map = NULL;
@@ -385,36 +407,46 @@ static void copy_bytes(uint8_t *dst, const uint8_t *src, size_t n)
 }
 #endif
 
-static void copy_rows(struct copy_buffer *b, const pixman_box32_t *box)
+// Copies a box of the client's buffer `from` into the host copy of `to`,
+// a buffer of the same size and format.
+static void copy_rows(struct copy_buffer *to, const struct copy_buffer *from,
+		      const pixman_box32_t *box)
 {
-	size_t bytes = (size_t)(box->x2 - box->x1) * b->bpp;
-	const uint8_t *src = b->pool->map + b->offset + (size_t)box->y1 * (size_t)b->stride +
-			     (size_t)box->x1 * b->bpp;
-	uint8_t *dst = b->host_map + b->image.offset + (size_t)box->y1 * b->image.stride +
-		       (size_t)box->x1 * b->bpp;
-	if (box->x1 == 0 && box->x2 == b->width && (uint32_t)b->stride == b->image.stride) {
-		copy_bytes(dst, src, (size_t)b->stride * (size_t)(box->y2 - box->y1));
+	size_t bytes = (size_t)(box->x2 - box->x1) * to->bpp;
+	const uint8_t *src = from->pool->map + from->offset + (size_t)box->y1 * (size_t)from->stride +
+			     (size_t)box->x1 * to->bpp;
+	uint8_t *dst = to->host_map + to->image.offset + (size_t)box->y1 * to->image.stride +
+		       (size_t)box->x1 * to->bpp;
+	if (box->x1 == 0 && box->x2 == to->width && (uint32_t)from->stride == to->image.stride) {
+		copy_bytes(dst, src, (size_t)from->stride * (size_t)(box->y2 - box->y1));
 		return;
 	}
-	for (int32_t y = box->y1; y < box->y2; y++, src += b->stride, dst += b->image.stride)
+	for (int32_t y = box->y1; y < box->y2; y++, src += from->stride, dst += to->image.stride)
 		memcpy(dst, src, bytes);
 }
 
-// Copies what the host lacks of `b` after this commit's damage; false if
-// the client's memory vanished meanwhile.
+// False if the client's memory vanished meanwhile (zeros were copied).
+static bool copy_region(struct copy_buffer *to, const struct copy_buffer *from,
+			pixman_region32_t *region)
+{
+	int n;
+	const pixman_box32_t *boxes = pixman_region32_rectangles(region, &n);
+	accessing = from->pool;
+	for (int i = 0; i < n; i++)
+		copy_rows(to, from, &boxes[i]);
+	accessing = NULL;
+	return !from->pool->broken;
+}
+
+// Copies what the host lacks of `b` after this commit's damage.
 static bool copy_buffer(struct copy_buffer *b, pixman_region32_t *damage)
 {
 	pixman_region32_union(&b->stale, &b->stale, damage);
 	pixman_region32_intersect_rect(&b->stale, &b->stale, 0, 0, (unsigned)b->width,
 				       (unsigned)b->height);
-	int n;
-	const pixman_box32_t *boxes = pixman_region32_rectangles(&b->stale, &n);
-	accessing = b->pool;
-	for (int i = 0; i < n; i++)
-		copy_rows(b, &boxes[i]);
-	accessing = NULL;
+	bool ok = copy_region(b, b, &b->stale);
 	pixman_region32_clear(&b->stale);
-	return !b->pool->broken;
+	return ok;
 }
 
 // What this commit changed is missing from every other buffer the surface
@@ -444,7 +476,11 @@ static bool surface_commit(struct copy_surface *s)
 						  (unsigned)b->height);
 		ok = copy_buffer(b, &s->damage);
 		mark_others_stale(s, b, &s->damage);
+		b->held = true;
+		s->catch_up = true;
 	}
+	if (s->attached)
+		s->current = b;
 	s->attached = false;
 	s->full_damage = false;
 	pixman_region32_clear(&s->damage);
@@ -512,6 +548,40 @@ static int surface_dispatch(const void *impl, void *target, uint32_t opcode,
 	return surface_request(impl, target, opcode, msg, args);
 }
 
+// ---- catching up between commits -------------------------------------------
+
+// A double-buffered client's commit must also bring its buffer's host copy
+// up to date with what the other buffer's commits changed meanwhile. Once
+// the host has released that copy, this is done while the client is busy
+// drawing, from the buffer on screen: the compositor holds that one, so its
+// client leaves it alone, and it shows the surface as it is now.
+static bool worth_catching_up(const struct copy_buffer *b, const struct copy_buffer *from)
+{
+	if (b == from || b->held || b->format != from->format || b->width != from->width ||
+	    b->height != from->height || !pixman_region32_not_empty(&b->stale))
+		return false;
+	// Wholly stale: a client that redraws everything, whose next commit
+	// copies it all anyway.
+	const pixman_box32_t *e = pixman_region32_extents(&b->stale);
+	return pixman_region32_n_rects(&b->stale) > 1 || e->x1 > 0 || e->y1 > 0 ||
+	       e->x2 < b->width || e->y2 < b->height;
+}
+
+static void surface_catch_up(struct copy_surface *s)
+{
+	struct copy_buffer *from = s->current, *b;
+	s->catch_up = false;
+	if (!from || !from->held || from->pool->broken)
+		return;
+	wl_list_for_each(b, &s->buffers, surface_link) {
+		if (!worth_catching_up(b, from))
+			continue;
+		if (!copy_region(b, from, &b->stale))
+			return; // its next commit reports the client's shrunken pool
+		pixman_region32_clear(&b->stale);
+	}
+}
+
 // ---- entry points ----------------------------------------------------------
 
 wl_dispatcher_func_t shm_copy_hook(struct guest_client *gc, const char *interface_name)
@@ -523,6 +593,16 @@ wl_dispatcher_func_t shm_copy_hook(struct guest_client *gc, const char *interfac
 	if (strcmp(interface_name, "wl_surface") == 0)
 		return surface_dispatch;
 	return NULL;
+}
+
+void shm_copy_idle(struct guest_client *gc)
+{
+	struct copy_surface *s;
+	if (!gc->copy_shm || gc->dying)
+		return;
+	wl_list_for_each(s, &gc->copy_surfaces, link)
+		if (s->catch_up)
+			surface_catch_up(s);
 }
 
 void shm_copy_bound(struct guest_client *gc, struct wl_proxy *registry, uint32_t name)

@@ -16,6 +16,7 @@ is non-zero when anything failed.
   pixels_copy               the same with --shm-copy (and the pool really copied)
   pixels_copy_repaint       --shm-copy with --frames 3 --damage 50
   pixels_copy_history       damage history across two buffers, both paths
+  pixels_copy_catch_up      a released buffer brought up to date before its commit
   fifty_clients_isolation   50 clients on one --parent; SIGKILL one, garbage one
   no_growth_500_cycles      fds, threads and RSS of sommelier and sommelier-host
   host_protocol_error       a host error reaches the guest on the guest's object
@@ -817,12 +818,12 @@ def test_pixels_copy_repaint(env):
     return result + " after 3 frames; weston does not map the client's pool"
 
 
-def history_pixels(env, options):
-    """sml-paint --history through sommelier OPTIONS: pixel counts of its
+def history_pixels(env, options, scenario="--history"):
+    """sml-paint SCENARIO through sommelier OPTIONS: pixel counts of its
     three colours on screen, and whether weston maps the client's pool."""
     out = env.log_path("history-out")
     connections = env.host_connections()
-    p = env.spawn(env.sommelier_argv(*options, PAINT_BIN, "--history", "--seconds", "5"),
+    p = env.spawn(env.sommelier_argv(*options, PAINT_BIN, scenario, "--seconds", "5"),
                   "history", stdout_path=out)
     try:
         check(wait_for_text(out, "painted", 15, p),
@@ -858,6 +859,27 @@ def test_pixels_copy_history(env):
           (copied, want))
     check_copied(maps)
     return "green/blue/red pixels %s with %s and with --shm-copy" % (copied, default_path)
+
+
+def test_pixels_copy_catch_up(env):
+    """The copy path brings a released buffer's host copy up to date from
+    the frame on screen while the client draws, so the commit itself copies
+    only its damage. sml-paint --history-lazy leaves that catching up to the
+    proxy: its A keeps stale red rows where B drew green. Copied, the window
+    must show green there (what was on screen), proving the catch-up ran and
+    copied from the right buffer; sharing memory, weston reads A's red."""
+    want = [128 * 50, 128 * 50, 128 * 28]
+    copied, maps = history_pixels(env, ["--shm-copy"], "--history-lazy")
+    check(copied == want, "--shm-copy: green/blue/red %s, want %s (no catch-up: red rows)" %
+          (copied, want))
+    check_copied(maps)
+    if VIRTGPU:
+        return "green/blue/red pixels %s with --shm-copy" % (copied,)
+    shared, _ = history_pixels(env, [], "--history-lazy")
+    read_a = [0, 128 * 50, 128 * 78]
+    check(shared == read_a, "shared memory: green/blue/red %s, want %s (A as it is)" %
+          (shared, read_a))
+    return "green/blue/red pixels %s copied, %s shared (A's own rows)" % (copied, shared)
 
 
 def test_fifty_clients_isolation(env):
@@ -1233,6 +1255,7 @@ TESTS = [
     test_pixels_copy,
     test_pixels_copy_repaint,
     test_pixels_copy_history,
+    test_pixels_copy_catch_up,
     test_fifty_clients_isolation,
     test_no_growth_500_cycles,
     test_host_protocol_error,

@@ -92,7 +92,13 @@ static int commit_buffer(struct paint *p, struct wl_buffer *buffer, int y0, int 
 // each commit's damage leaves rows 0-99 of A red; with per-buffer history
 // the final frame, shown at buffer scale 2 (128x128), is green (rows 0-49),
 // blue (50-99), red (100-127).
-static int history_scenario(struct paint *p)
+//
+// With `lazy`, A does not catch up with frame 2 (a client bug): what is
+// shown of rows 0-99 is then up to the compositor. Reading A, it is red; a
+// copying proxy that brought A's host copy up to date from the frame on
+// screen while the client drew shows green, as a compositor that keeps the
+// last frame and uploads only damage would.
+static int history_scenario(struct paint *p, bool lazy)
 {
 	const uint32_t red = 0xffff0000, green = 0xff00ff00, blue = 0xff0000ff;
 	uint32_t *a = p->pixels;
@@ -108,7 +114,8 @@ static int history_scenario(struct paint *p)
 	fill_rows(b, p->width, 0, 100, green);
 	if (commit_buffer(p, buffer_b, 0, 100) < 0)
 		return -1;
-	fill_rows(a, p->width, 0, 100, green); // A catches up with frame 2
+	if (!lazy)
+		fill_rows(a, p->width, 0, 100, green); // A catches up with frame 2
 	fill_rows(a, p->width, 100, 200, blue);
 	if (commit_buffer(p, buffer_a, 100, 200) < 0)
 		return -1;
@@ -138,7 +145,7 @@ int main(int argc, char **argv)
 {
 	struct paint p = { .width = 256, .height = 256, .color = 0xff3366cc };
 	int frames = 0, damage = 100;
-	bool history = false;
+	bool history = false, lazy = false;
 	double seconds = 0;
 	static const struct option opts[] = {
 		{ "size", required_argument, NULL, 's' },
@@ -147,6 +154,7 @@ int main(int argc, char **argv)
 		{ "damage", required_argument, NULL, 'd' },
 		{ "seconds", required_argument, NULL, 't' },
 		{ "history", no_argument, NULL, 'H' },
+		{ "history-lazy", no_argument, NULL, 'L' },
 		{ 0 },
 	};
 	for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
@@ -160,14 +168,14 @@ int main(int argc, char **argv)
 			damage = atoi(optarg);
 		else if (c == 't')
 			seconds = atof(optarg);
-		else if (c == 'H')
-			history = true;
+		else if (c == 'H' || c == 'L')
+			history = true, lazy = c == 'L';
 		else
 			return 2;
 	}
 	if (setup(&p) < 0)
 		return 1;
-	if (history ? history_scenario(&p) < 0 : commit_frame(&p, 0, 0) < 0)
+	if (history ? history_scenario(&p, lazy) < 0 : commit_frame(&p, 0, 0) < 0)
 		return 1;
 	printf("painted %dx%d %08x\n", p.width, p.height, p.color);
 	fflush(stdout);
