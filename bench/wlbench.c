@@ -10,8 +10,13 @@
 //   commit_<P>pct_us   the same with P % of the rows damaged (a band that
 //                      moves down the buffer);
 //   memcpy_full_us,    a local memcpy of the same damaged bytes between memfd
-//   memcpy_<P>pct_us   mappings, as a proxy copies: the floor of any copying
-//                      proxy.
+//   memcpy_<P>pct_us   mappings, as a proxy copies, always the same source
+//                      and destination: a floor no copying proxy reaches
+//                      with a double-buffered client, as the destination
+//                      stays in cache;
+//   memcpy2_full_us,   the same alternating between two source/destination
+//   memcpy2_<P>pct_us  pairs, as a proxy's copies do when the client
+//                      alternates two buffers.
 //
 // The commit test ends with a round trip rather than a frame callback: a
 // headless compositor paces frames on its own repaint clock, which would
@@ -228,21 +233,29 @@ static uint8_t *shared_memory(size_t size)
 	return map == MAP_FAILED ? NULL : map;
 }
 
-static int measure_memcpy(struct bench *b, const char *name, int rows)
+static void unmap_all(uint8_t **maps, int n, size_t size)
+{
+	for (int i = 0; i < n; i++)
+		if (maps[i])
+			munmap(maps[i], size);
+}
+
+// Copies between `pairs` source/destination pairs, taking turns.
+static int measure_memcpy(struct bench *b, const char *name, int rows, int pairs)
 {
 	size_t size = frame_size(b), stride = (size_t)b->width * 4;
-	uint8_t *src = shared_memory(size), *dst = shared_memory(size);
-	if (!src || !dst) {
-		if (src)
-			munmap(src, size);
-		if (dst)
-			munmap(dst, size);
-		return -1;
+	uint8_t *maps[4] = { 0 }; // src, dst, src, dst
+	for (int i = 0; i < 2 * pairs; i++) {
+		maps[i] = shared_memory(size);
+		if (!maps[i]) {
+			unmap_all(maps, 2 * pairs, size);
+			return -1;
+		}
+		memset(maps[i], i & 1 ? 0 : 0xff, size);
 	}
-	memset(src, 0xff, size);
-	memset(dst, 0, size);
 	for (int i = 0; i < b->warmup + b->iterations; i++) {
 		int y0 = band_start(b, i, rows);
+		uint8_t *src = maps[2 * (i % pairs)], *dst = maps[2 * (i % pairs) + 1];
 		paint_rows(b, (uint32_t *)src, y0, rows, i);
 		double start = now_us();
 		memcpy(dst + y0 * stride, src + y0 * stride, rows * stride);
@@ -250,8 +263,7 @@ static int measure_memcpy(struct bench *b, const char *name, int rows)
 		if (i >= b->warmup)
 			b->samples[i - b->warmup] = now_us() - start;
 	}
-	munmap(src, size);
-	munmap(dst, size);
+	unmap_all(maps, 2 * pairs, size);
 	report(name, b->samples, b->iterations, rows * stride);
 	return 0;
 }
@@ -267,11 +279,18 @@ static int run(struct bench *b)
 	if (measure_roundtrip(b) < 0 || measure_commit(b, "commit_full_us", b->height) < 0)
 		return -1;
 	snprintf(name, sizeof(name), "commit_%dpct_us", b->damage);
-	if (measure_commit(b, name, partial) < 0 ||
-	    measure_memcpy(b, "memcpy_full_us", b->height) < 0)
+	if (measure_commit(b, name, partial) < 0)
 		return -1;
-	snprintf(name, sizeof(name), "memcpy_%dpct_us", b->damage);
-	return measure_memcpy(b, name, partial);
+	for (int pairs = 1; pairs <= 2; pairs++) {
+		const char *prefix = pairs == 1 ? "memcpy" : "memcpy2";
+		snprintf(name, sizeof(name), "%s_full_us", prefix);
+		if (measure_memcpy(b, name, b->height, pairs) < 0)
+			return -1;
+		snprintf(name, sizeof(name), "%s_%dpct_us", prefix, b->damage);
+		if (measure_memcpy(b, name, partial, pairs) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 // With --hold: keep the connection until SIGUSR1 (blocked since startup).
