@@ -555,9 +555,10 @@ static int surface_dispatch(const void *impl, void *target, uint32_t opcode,
 // the host has released that copy, this is done while the client is busy
 // drawing, from the buffer on screen: the compositor holds that one, so its
 // client leaves it alone, and it shows the surface as it is now.
+// `from` is held, so this also skips `from` itself.
 static bool worth_catching_up(const struct copy_buffer *b, const struct copy_buffer *from)
 {
-	if (b == from || b->held || b->format != from->format || b->width != from->width ||
+	if (b->held || b->format != from->format || b->width != from->width ||
 	    b->height != from->height || !pixman_region32_not_empty(&b->stale))
 		return false;
 	// Wholly stale: a client that redraws everything, whose next commit

@@ -94,20 +94,9 @@ void vgpu_kernel_set_ops(const struct vgpu_kernel_ops *ops)
 	vk_ops = vk_real_ops;
 	if (!ops)
 		return;
-	if (ops->open)
-		vk_ops.open = ops->open;
-	if (ops->close)
-		vk_ops.close = ops->close;
-	if (ops->ioctl)
-		vk_ops.ioctl = ops->ioctl;
-	if (ops->mmap)
-		vk_ops.mmap = ops->mmap;
-	if (ops->munmap)
-		vk_ops.munmap = ops->munmap;
-	if (ops->read)
-		vk_ops.read = ops->read;
-	if (ops->now_ns)
-		vk_ops.now_ns = ops->now_ns;
+#define TAKE(op) (vk_ops.op = ops->op ? ops->op : vk_ops.op)
+	TAKE(open), TAKE(close), TAKE(ioctl), TAKE(mmap), TAKE(munmap), TAKE(read), TAKE(now_ns);
+#undef TAKE
 }
 
 // Tries before an interrupted ioctl counts as failed (libdrm retries forever;
