@@ -162,8 +162,10 @@ static void run(struct wl_display *display, struct guest_server *server,
 		guest_server_flush(server);
 		wl_display_flush_clients(display);
 		guest_server_idle(server);
-		if (wl_event_loop_dispatch(loop, -1) < 0 && errno != EINTR)
+		if (wl_event_loop_dispatch(loop, -1) < 0 && errno != EINTR) {
+			sml_log_errno(SML_LOG_ERROR, "event loop");
 			break;
+		}
 		wl_event_loop_dispatch_idle(loop);
 	}
 }

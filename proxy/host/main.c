@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // sommelier-host: the host peer. Serves guests over the socket device until
 // SIGTERM or SIGINT, then closes everything.
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,9 +58,13 @@ int main(int argc, char **argv)
 	sigterm = wl_event_loop_add_signal(loop, SIGTERM, on_signal, &running);
 	sigint = wl_event_loop_add_signal(loop, SIGINT, on_signal, &running);
 	sml_info("serving compositor %s", opts.config.display);
+	// A stop/continue or a debugger attaching interrupts the wait with
+	// EINTR: that is no reason to drop every guest.
 	while (running) {
-		if (wl_event_loop_dispatch(loop, -1) < 0)
-			break;
+		if (wl_event_loop_dispatch(loop, -1) < 0 && errno != EINTR) {
+			sml_log_errno(SML_LOG_ERROR, "event loop");
+			goto out;
+		}
 		wl_event_loop_dispatch_idle(loop);
 	}
 	status = 0;

@@ -57,6 +57,8 @@ pid=$!
 wait $npid
 [ "$(cat "$tmp/notify.got" 2>/dev/null)" = "READY=1" ] || fail "sd-notify"
 [ -S "$tmp/run/sml-cli" ] || fail "--parent socket"
+kill -STOP $pid; sleep 0.1; kill -CONT $pid; sleep 0.3
+kill -0 $pid 2>/dev/null || fail "--parent died after SIGSTOP/SIGCONT"
 kill -TERM $pid; wait $pid; [ $? -eq 0 ] || fail "--parent SIGTERM status"
 pid=
 echo "cli: 1 passed, 0 failed"

@@ -34,6 +34,11 @@ while [ ! -S "$tmp/run/sommelier-host.sock" ] && [ $i -lt 200 ]; do sleep 0.05; 
 # A second daemon on the same socket refuses to start instead of stealing it.
 XDG_RUNTIME_DIR="$tmp/run" "$bin" 2>/dev/null; [ $? -ne 0 ] || fail "second daemon started"
 [ -S "$tmp/run/sommelier-host.sock" ] || fail "second daemon removed the socket"
+# Stopped and continued (job control, a debugger attaching), its wait is
+# interrupted (EINTR); it must keep serving.
+kill -STOP $pid; sleep 0.1; kill -CONT $pid; sleep 0.3
+kill -0 $pid 2>/dev/null || fail "died after SIGSTOP/SIGCONT"
+[ -S "$tmp/run/sommelier-host.sock" ] || fail "socket gone after SIGSTOP/SIGCONT"
 kill -TERM $pid
 wait $pid; status=$?
 [ $status -eq 0 ] || fail "SIGTERM exit status $status"
