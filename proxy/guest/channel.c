@@ -142,7 +142,7 @@ static void channel_end_at(struct guest_channel *ch, enum sml_log_level level,
 #define channel_end(ch, ...) \
 	channel_end_at((ch), SML_LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
 
-static void channel_device_events(struct guest_channel *ch);
+static void channel_device_events(struct guest_channel *ch, bool readable);
 
 // ---- pipes ---------------------------------------------------------------
 
@@ -249,7 +249,7 @@ static int on_write_pipe_readable(int fd, uint32_t mask, void *data)
 	int ret = channel_exec(ch, cmd, len, VGPU_NO_RING);
 	if (ret < 0)
 		channel_fail(ch, "cannot forward pipe %#x: %s", id, strerror(-ret));
-	channel_device_events(ch);
+	channel_device_events(ch, false);
 	return 0;
 }
 
@@ -617,7 +617,7 @@ static int on_pump_event(int fd, uint32_t mask, void *data)
 		channel_flush_client(ch);
 	if (ch->reading && (mask & (WL_EVENT_READABLE | WL_EVENT_HANGUP | WL_EVENT_ERROR)))
 		channel_read_client(ch);
-	channel_device_events(ch);
+	channel_device_events(ch, false);
 	channel_update_pump(ch);
 	return 0;
 }
@@ -757,13 +757,16 @@ static void channel_ring_event(struct guest_channel *ch)
 
 // Handles every signalled fence. Operations that wait for the device may
 // read fences off the socket, which then is no longer readable, so every
-// handler that used the device ends here and this loops until the device
-// reports nothing.
-static void channel_device_events(struct guest_channel *ch)
+// handler that used the device ends here (readable false: only what they
+// took in) and this loops until the device reports nothing. Whatever else
+// comes meanwhile keeps the device fd readable for the next loop turn.
+static void channel_device_events(struct guest_channel *ch, bool readable)
 {
-	while (!ch->closing) {
+	for (;; readable = false) {
+		if (ch->closing)
+			return;
 		uint64_t signalled = 0;
-		int ret = ch->dev->impl->read_events(ch->dev, &signalled);
+		int ret = ch->dev->impl->read_events(ch->dev, readable, &signalled);
 		if (ret < 0) {
 			channel_fail(ch, "the %s device failed: %s", ch->dev->impl->name,
 				     strerror(-ret));
@@ -783,7 +786,7 @@ static void channel_device_events(struct guest_channel *ch)
 
 static int on_dev_event(int fd, uint32_t mask, void *data)
 {
-	channel_device_events(data);
+	channel_device_events(data, true);
 	return 0;
 }
 
@@ -975,7 +978,7 @@ int guest_channel_alloc_image(struct guest_channel *ch, uint32_t width, uint32_t
 		close(fd);
 	}
 	// Waiting may have read fences off the device: handle them now.
-	channel_device_events(ch);
+	channel_device_events(ch, false);
 	if (ret < 0)
 		return ret;
 	*out = (struct guest_image){ .fd = fd, .res = res, .stride = reqs.strides[0],

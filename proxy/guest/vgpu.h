@@ -43,8 +43,11 @@ struct vgpu_dev_impl {
 	int (*event_fd)(struct vgpu_dev *dev);
 	// Consumes pending events without blocking; sets bit r of *signalled
 	// for each ring r with a signalled fence. Negative errno when the
-	// device is gone (EOF, context lost: the reason is logged).
-	int (*read_events)(struct vgpu_dev *dev, uint64_t *signalled);
+	// device is gone (EOF, context lost: the reason is logged). With
+	// `readable` false (the event fd was not reported readable) it only
+	// reports what earlier operations took in while they waited, without a
+	// syscall: the fd is level-triggered, so the loop reports the rest.
+	int (*read_events)(struct vgpu_dev *dev, bool readable, uint64_t *signalled);
 };
 
 struct vgpu_dev {

@@ -139,6 +139,7 @@ struct vgpu_kernel {
 // starve the loop; the fd stays readable and the loop comes back.
 #define VK_READS_PER_CALL 16
 #define VK_EVENT_BUF 4096 // drm_read returns 0 when the next event does not fit
+#define VK_EVENT_MAX 256 // above any DRM event's size (a fence event is 8 bytes)
 #define VK_MAX_EXEC_BOS 64u
 #define VK_WAIT_SLEEP_MIN_US 50u
 #define VK_WAIT_SLEEP_MAX_US 2000u
@@ -512,12 +513,14 @@ static int vk_parse_events(struct vgpu_kernel *k, const uint8_t *buf, size_t len
 	return 0;
 }
 
-static int vk_read_events(struct vgpu_dev *dev, uint64_t *signalled)
+// Waits (ioctls) leave events on the fd, so an fd that is not readable
+// has nothing to report.
+static int vk_read_events(struct vgpu_dev *dev, bool readable, uint64_t *signalled)
 {
 	struct vgpu_kernel *k = to_vk(dev);
 	uint8_t buf[VK_EVENT_BUF];
 	*signalled = 0;
-	for (int i = 0; i < VK_READS_PER_CALL && !k->dead; i++) {
+	for (int i = 0; readable && i < VK_READS_PER_CALL && !k->dead; i++) {
 		ssize_t n = vk_ops.read(k->fd, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -529,6 +532,10 @@ static int vk_read_events(struct vgpu_dev *dev, uint64_t *signalled)
 			vk_die(k, -ECONNRESET, "the device reported end of file");
 		else
 			vk_parse_events(k, buf, (size_t)n, signalled);
+		// drm_read stops only when the queue is empty or the next event
+		// does not fit: with room for any event left, it was empty.
+		if (n > 0 && (size_t)n + VK_EVENT_MAX <= sizeof(buf))
+			break;
 	}
 	// Fences that came before an error are reported first: the ring may
 	// hold the compositor's last words.

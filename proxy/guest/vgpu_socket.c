@@ -76,6 +76,7 @@ struct vgpu_socket {
 	struct sml_wqueue out;
 	uint8_t *in; // SDEV_MAX_MSG_SIZE bytes of partial input
 	size_t in_len;
+	bool read_filled; // the last read filled `in`: more may be waiting
 	int in_fds[SOCK_IN_FDS];
 	size_t in_nfds;
 	struct sock_reply *waiting; // NULL unless an operation waits
@@ -236,7 +237,8 @@ static int sock_read_once(struct vgpu_socket *s)
 {
 	size_t nfds;
 	bool truncated;
-	ssize_t n = sml_recv_fds(s->fd, s->in + s->in_len, SDEV_MAX_MSG_SIZE - s->in_len,
+	size_t room = SDEV_MAX_MSG_SIZE - s->in_len;
+	ssize_t n = sml_recv_fds(s->fd, s->in + s->in_len, room,
 				 s->in_fds + s->in_nfds, SOCK_IN_FDS - s->in_nfds, &nfds,
 				 &truncated, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -252,6 +254,7 @@ static int sock_read_once(struct vgpu_socket *s)
 	if (truncated)
 		return sock_die(s, -EPROTO, "descriptors from the host were lost");
 	s->in_len += (size_t)n;
+	s->read_filled = (size_t)n == room;
 	sock_process(s);
 	return s->dead ? s->dead : 1;
 }
@@ -546,14 +549,17 @@ static int sock_event_fd(struct vgpu_dev *dev)
 	return to_sock(dev)->fd;
 }
 
-static int sock_read_events(struct vgpu_dev *dev, uint64_t *signalled)
+static int sock_read_events(struct vgpu_dev *dev, bool readable, uint64_t *signalled)
 {
 	struct vgpu_socket *s = to_sock(dev);
 	*signalled = 0;
 	if (!s->dead && !sml_wqueue_empty(&s->out))
 		sock_flush(s);
-	for (int i = 0; i < SOCK_READS_PER_CALL && !s->dead; i++)
-		if (sock_read_once(s) <= 0)
+	// A read that left room took all there was (or stopped at a message
+	// with fds, and then the socket stays readable): reading again would
+	// only cost an EAGAIN per wake-up.
+	for (int i = 0; readable && i < SOCK_READS_PER_CALL && !s->dead; i++)
+		if (sock_read_once(s) <= 0 || !s->read_filled)
 			break;
 	// Fences that came before the end are reported first: the ring may
 	// hold the compositor's last words.

@@ -49,6 +49,7 @@ struct xd_read_pipe {
 	struct host_xd *xd;
 	struct wl_event_source *source; // may be NULL after a hang-up: read directly
 	bool armed;
+	bool ready; // reported readable since the last read
 	struct wl_list link; // struct host_xd.read_pipes
 };
 
@@ -62,6 +63,7 @@ struct host_xd {
 	int wl_fd; // -1 when not connected or gone
 	struct wl_event_source *wl_source; // may be NULL after a hang-up: read directly
 	uint32_t wl_mask;
+	bool wl_ready; // reported readable since the last read
 	struct sml_wqueue wl_out;
 	bool wl_write_dead; // the compositor stopped taking requests
 	bool armed; // wake up on readable sources (a POLL waits)
@@ -300,6 +302,18 @@ static void set_armed(struct host_xd *xd, bool armed)
 	}
 }
 
+// An armed source reports its data itself (level-triggered): reading it
+// on a POLL before it did would, nearly always, only find EAGAIN.
+static bool wl_may_have_data(const struct host_xd *xd)
+{
+	return xd->wl_ready || !xd->wl_source || !(xd->wl_mask & WL_EVENT_READABLE);
+}
+
+static bool pipe_may_have_data(const struct xd_read_pipe *pipe)
+{
+	return pipe->ready || !pipe->source || !pipe->armed;
+}
+
 static bool produce_from_compositor(struct host_xd *xd)
 {
 	if (xd->wl_fd < 0) {
@@ -307,6 +321,9 @@ static bool produce_from_compositor(struct host_xd *xd)
 			send_eof(xd);
 		return !xd->poll_pending;
 	}
+	if (!wl_may_have_data(xd))
+		return false;
+	xd->wl_ready = false;
 	uint8_t data[CD_MAX_SEND_DATA];
 	int fds[CD_MAX_IDENTIFIERS];
 	size_t nfds;
@@ -336,6 +353,9 @@ static bool produce_from_pipes(struct host_xd *xd)
 {
 	struct xd_read_pipe *pipe, *tmp;
 	wl_list_for_each_safe(pipe, tmp, &xd->read_pipes, link) {
+		if (!pipe_may_have_data(pipe))
+			continue;
+		pipe->ready = false;
 		uint8_t buf[CD_MAX_RW_DATA];
 		ssize_t n = read(pipe->fd, buf, sizeof(buf));
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -388,6 +408,7 @@ static int on_wl_event(int fd, uint32_t mask, void *data)
 		flush_wl(xd);
 	if (!(mask & (WL_EVENT_READABLE | WL_EVENT_HANGUP | WL_EVENT_ERROR)))
 		return 0;
+	xd->wl_ready = true;
 	if (xd->poll_pending) {
 		produce(xd);
 	} else if (mask & (WL_EVENT_HANGUP | WL_EVENT_ERROR)) {
@@ -405,6 +426,7 @@ static int on_read_pipe_event(int fd, uint32_t mask, void *data)
 {
 	struct xd_read_pipe *pipe = data;
 	struct host_xd *xd = pipe->xd;
+	pipe->ready = true;
 	if (xd->poll_pending) {
 		produce(xd);
 	} else if (mask & (WL_EVENT_HANGUP | WL_EVENT_ERROR)) {

@@ -207,12 +207,13 @@ static int script_event_fd(struct vgpu_dev *dev)
 	return to_script(dev)->efd;
 }
 
-static int script_read_events(struct vgpu_dev *dev, uint64_t *signalled)
+static int script_read_events(struct vgpu_dev *dev, bool readable, uint64_t *signalled)
 {
 	struct script_dev *s = to_script(dev);
 	uint64_t n = 0;
 	s->read_events_calls++;
-	*signalled = read(s->efd, &n, sizeof(n)) == sizeof(n) && n ? 1u << CD_CHANNEL_RING : 0;
+	*signalled = readable && read(s->efd, &n, sizeof(n)) == sizeof(n) && n ?
+			     1u << CD_CHANNEL_RING : 0;
 	return 0;
 }
 

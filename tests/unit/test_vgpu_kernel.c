@@ -99,6 +99,7 @@ static struct {
 	unsigned fail_nth, req_count;
 	int fail_errno;
 	int fail_mmap, fail_read; // errno for the next mmap / read of the device
+	unsigned reads; // read() calls on device fds
 	int wait_busy; // NOWAIT answers EBUSY this many times; < 0: forever
 	unsigned waits;
 	uint32_t wait_flags, prime_flags;
@@ -506,6 +507,7 @@ static int fake_munmap(void *addr, size_t len)
 static ssize_t fake_read(int fd, void *buf, size_t count)
 {
 	struct fake_dev *d = fake_dev_of(fd);
+	fk.reads += d != NULL;
 	if (d && fk.fail_read) {
 		errno = fk.fail_read;
 		fk.fail_read = 0;
@@ -668,12 +670,18 @@ static void test_happy_path(void)
 	int efd = dev->impl->event_fd(dev);
 	uint64_t sig = 0;
 	assert(!readable(efd, 0));
-	assert(dev->impl->read_events(dev, &sig) == 0 && sig == 0);
+	assert(dev->impl->read_events(dev, true, &sig) == 0 && sig == 0);
 	fake_signal(d, 1);
 	assert(readable(efd, 0));
-	assert(dev->impl->read_events(dev, &sig) == 0 && sig == 1u << CD_CHANNEL_RING);
+	// Not reported readable: nothing is read, the event stays for later.
+	unsigned reads = fk.reads;
+	assert(dev->impl->read_events(dev, false, &sig) == 0 && sig == 0);
+	assert(fk.reads == reads && readable(efd, 0));
+	// One read takes it: a read that left room found the queue empty.
+	assert(dev->impl->read_events(dev, true, &sig) == 0 && sig == 1u << CD_CHANNEL_RING);
+	assert(fk.reads == reads + 1);
 	assert(!readable(efd, 0));
-	assert(dev->impl->read_events(dev, &sig) == 0 && sig == 0);
+	assert(dev->impl->read_events(dev, true, &sig) == 0 && sig == 0);
 
 	// destroy_resource closes the GEM handle; the exported fd keeps the memory.
 	dev->impl->destroy_resource(dev, blob);
@@ -923,7 +931,7 @@ static void test_unanswered_poll(void)
 	alarm(5); // a blocking read would end the test here
 	for (int i = 0; i < 10000; i++) {
 		uint64_t sig = 1;
-		assert(dev->impl->read_events(dev, &sig) == 0 && sig == 0);
+		assert(dev->impl->read_events(dev, true, &sig) == 0 && sig == 0);
 	}
 	assert(!readable(efd, 200));
 	alarm(0);
@@ -961,17 +969,17 @@ static void test_events(void)
 	memcpy(buf + 40, &fence, 8);
 	memcpy(buf + 48, &fence, 8);
 	assert(write(d->wfd, buf, 56) == 56);
-	assert(dev->impl->read_events(dev, &sig) == 0 && sig == 1u << CD_CHANNEL_RING);
-	assert(dev->impl->read_events(dev, &sig) == 0 && sig == 0);
+	assert(dev->impl->read_events(dev, true, &sig) == 0 && sig == 1u << CD_CHANNEL_RING);
+	assert(dev->impl->read_events(dev, true, &sig) == 0 && sig == 0);
 
 	// Only an unknown event: nothing signalled.
 	write_event(d, 0x02, 16);
-	assert(dev->impl->read_events(dev, &sig) == 0 && sig == 0);
+	assert(dev->impl->read_events(dev, true, &sig) == 0 && sig == 0);
 
 	// A read error: the device is gone.
 	fk.fail_read = EIO;
-	assert(dev->impl->read_events(dev, &sig) == -EIO && sig == 0);
-	assert(dev->impl->read_events(dev, &sig) == -EIO);
+	assert(dev->impl->read_events(dev, true, &sig) == -EIO && sig == 0);
+	assert(dev->impl->read_events(dev, true, &sig) == -EIO);
 	expect_destroyed(dev, base);
 
 	// A fence before a malformed record is reported first, the error next.
@@ -982,8 +990,8 @@ static void test_events(void)
 	struct drm_event bad = { 0x03, 4 };
 	memcpy(buf + 8, &bad, 8);
 	assert(write(d->wfd, buf, 16) == 16);
-	assert(dev->impl->read_events(dev, &sig) == 0 && sig == 1u << CD_CHANNEL_RING);
-	assert(dev->impl->read_events(dev, &sig) == -EPROTO && sig == 0);
+	assert(dev->impl->read_events(dev, true, &sig) == 0 && sig == 1u << CD_CHANNEL_RING);
+	assert(dev->impl->read_events(dev, true, &sig) == -EPROTO && sig == 0);
 	expect_destroyed(dev, base);
 
 	// A record longer than what was read.
@@ -993,8 +1001,8 @@ static void test_events(void)
 	write_event(d, EVENT_FENCE, 8);
 	bad = (struct drm_event){ EVENT_FENCE, 4096 };
 	assert(write(d->wfd, &bad, 8) == 8);
-	assert(dev->impl->read_events(dev, &sig) == 0 && sig == 1u << CD_CHANNEL_RING);
-	assert(dev->impl->read_events(dev, &sig) == -EPROTO);
+	assert(dev->impl->read_events(dev, true, &sig) == 0 && sig == 1u << CD_CHANNEL_RING);
+	assert(dev->impl->read_events(dev, true, &sig) == -EPROTO);
 	expect_destroyed(dev, base);
 
 	// End of file.
@@ -1003,7 +1011,7 @@ static void test_events(void)
 	dev = open_ready(&d, &q, &c, &cmap);
 	close(d->wfd);
 	d->wfd = open("/dev/null", O_WRONLY | O_CLOEXEC); // so fake_close has one to close
-	assert(dev->impl->read_events(dev, &sig) < 0 && sig == 0);
+	assert(dev->impl->read_events(dev, true, &sig) < 0 && sig == 0);
 	expect_destroyed(dev, base);
 }
 
@@ -1024,8 +1032,8 @@ static void test_two_contexts(void)
 	assert(b->impl->execbuffer(b, cmd, len, CD_CHANNEL_RING, NULL, 0) == 0);
 	fake_signal(d2, 1);
 	uint64_t sig;
-	assert(a->impl->read_events(a, &sig) == 0 && sig == 0);
-	assert(b->impl->read_events(b, &sig) == 0 && sig == 1u << CD_CHANNEL_RING);
+	assert(a->impl->read_events(a, true, &sig) == 0 && sig == 0);
+	assert(b->impl->read_events(b, true, &sig) == 0 && sig == 1u << CD_CHANNEL_RING);
 	vgpu_destroy(a);
 	vgpu_destroy(b);
 	assert(fk.objs_at_close == 0 && sml_count_open_fds() == base);
