@@ -622,6 +622,11 @@ static int on_pump_event(int fd, uint32_t mask, void *data)
 	return 0;
 }
 
+void guest_channel_pump(struct guest_channel *ch)
+{
+	on_pump_event(ch->pump_fd, WL_EVENT_READABLE, ch);
+}
+
 // ---- host -> client --------------------------------------------------------
 
 // On a VM the kernel creates a host blob without waiting for the host:
@@ -715,6 +720,8 @@ static void channel_receive(struct guest_channel *ch, const struct cd_command *e
 		channel_fail(ch, "the client is not reading (%zu bytes queued)", ch->to_client.len);
 	else if (ret < 0)
 		channel_client_gone(ch, strerror(-ret));
+	else if (ch->listener && ch->listener->delivered)
+		ch->listener->delivered(ch->data);
 	channel_update_pump(ch);
 }
 

@@ -18,6 +18,10 @@ struct guest_channel_listener {
 	// The host side ended: compositor EOF, device error, context lost.
 	// The socketpair end is shut down too, so libwayland-client sees EOF.
 	void (*closed)(void *data, const char *reason);
+	// Bytes for libwayland-client were put on its end: the owner may read
+	// them before the loop reports the fd, saving a loop turn. Only a
+	// notice (set a flag): it comes from inside the channel's handlers.
+	void (*delivered)(void *data);
 };
 
 // Takes ownership of dev (context_init not yet done). On success *wl_fd is
@@ -26,6 +30,9 @@ struct guest_channel *guest_channel_create(struct wl_event_loop *loop, struct vg
 					   const struct guest_channel_listener *listener,
 					   void *data, int *wl_fd);
 void guest_channel_destroy(struct guest_channel *ch);
+// Sends on what libwayland-client just flushed to its end, without waiting
+// for the loop to report that end readable.
+void guest_channel_pump(struct guest_channel *ch);
 
 // Host memory for one image (the copy path): the host's layout for it
 // (GET_IMAGE_REQUIREMENTS) and its blob. The fd maps the memory and, sent

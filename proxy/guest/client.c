@@ -94,6 +94,8 @@ static void host_set_mask(struct guest_client *gc, uint32_t mask)
 	gc->host_mask = mask;
 }
 
+// Through a channel, the bytes go on at once: waiting for the loop to
+// report the socketpair would cost a loop turn per message.
 static void host_flush(struct guest_client *gc)
 {
 	if (!gc->host_source)
@@ -103,6 +105,8 @@ static void host_flush(struct guest_client *gc)
 		host_failed(gc);
 	else
 		host_set_mask(gc, WL_EVENT_READABLE | (ret < 0 ? WL_EVENT_WRITABLE : 0));
+	if (ret > 0 && gc->channel)
+		guest_channel_pump(gc->channel);
 }
 
 static int on_host_event(int fd, uint32_t mask, void *data)
@@ -125,8 +129,15 @@ static void channel_closed(void *data, const char *reason)
 	sml_info("client %p: channel closed: %s", (void *)gc->client, reason);
 }
 
+static void channel_delivered(void *data)
+{
+	struct guest_client *gc = data;
+	gc->host_pending = true;
+}
+
 static const struct guest_channel_listener channel_listener = {
 	.closed = channel_closed,
+	.delivered = channel_delivered,
 };
 
 static int open_channel(struct guest_client *gc, const struct guest_config *config)
@@ -220,9 +231,16 @@ void guest_server_destroy(struct guest_server *server)
 void guest_server_flush(struct guest_server *server)
 {
 	struct guest_client *gc;
-	wl_list_for_each(gc, &server->clients, link)
-		if (!gc->dying)
-			host_flush(gc);
+	wl_list_for_each(gc, &server->clients, link) {
+		if (gc->dying)
+			continue;
+		// Events the channel delivered are dispatched now, so that they
+		// reach the guest client in this turn's flush.
+		if (gc->host_pending && gc->host_source)
+			on_host_event(wl_display_get_fd(gc->host), WL_EVENT_READABLE, gc);
+		gc->host_pending = false;
+		host_flush(gc);
+	}
 }
 
 void guest_server_idle(struct guest_server *server)

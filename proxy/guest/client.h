@@ -43,6 +43,7 @@ struct guest_client {
 	struct wl_display *host; // may be NULL once torn down
 	struct wl_event_source *host_source; // may be NULL
 	uint32_t host_mask;
+	bool host_pending; // the channel put events on the host connection
 	bool shares_memory; // guest fds reach the host as they are
 	bool dying; // the guest client is going: post nothing to it
 	struct wl_event_source *kill; // may be NULL: a pending guest_client_kill
