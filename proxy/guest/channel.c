@@ -118,6 +118,7 @@ struct guest_channel {
 	struct sml_wqueue to_client;
 
 	struct wl_event_source *dev_source;
+	bool poll_deferred;
 	bool poll_outstanding;
 
 	bool closing; // failed or ended: only draining to the client is left
@@ -622,6 +623,14 @@ static int on_pump_event(int fd, uint32_t mask, void *data)
 	return 0;
 }
 
+void guest_channel_poll(struct guest_channel *ch)
+{
+	if (ch->poll_deferred) {
+		ch->poll_deferred = false;
+		channel_maybe_poll(ch);
+	}
+}
+
 void guest_channel_pump(struct guest_channel *ch)
 {
 	on_pump_event(ch->pump_fd, WL_EVENT_READABLE, ch);
@@ -787,7 +796,10 @@ static void channel_device_events(struct guest_channel *ch, bool readable)
 		}
 		ch->poll_outstanding = false;
 		channel_ring_event(ch);
-		channel_maybe_poll(ch);
+		if (ch->listener && ch->listener->delivered)
+			ch->poll_deferred = true;
+		else
+			channel_maybe_poll(ch);
 	}
 }
 

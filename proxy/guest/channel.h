@@ -21,6 +21,8 @@ struct guest_channel_listener {
 	// Bytes for libwayland-client were put on its end: the owner may read
 	// them before the loop reports the fd, saving a loop turn. Only a
 	// notice (set a flag): it comes from inside the channel's handlers.
+	// An owner that sets it also calls guest_channel_poll before its loop
+	// sleeps. May be NULL.
 	void (*delivered)(void *data);
 };
 
@@ -33,6 +35,11 @@ void guest_channel_destroy(struct guest_channel *ch);
 // Sends on what libwayland-client just flushed to its end, without waiting
 // for the loop to report that end readable.
 void guest_channel_pump(struct guest_channel *ch);
+// With a `delivered` listener, the channel asks the host for the next
+// message only here: called after the owner flushed its guest client, the
+// host's wake-up for that request no longer comes between a message and
+// its delivery.
+void guest_channel_poll(struct guest_channel *ch);
 
 // Host memory for one image (the copy path): the host's layout for it
 // (GET_IMAGE_REQUIREMENTS) and its blob. The fd maps the memory and, sent

@@ -246,6 +246,9 @@ void guest_server_flush(struct guest_server *server)
 void guest_server_idle(struct guest_server *server)
 {
 	struct guest_client *gc;
-	wl_list_for_each(gc, &server->clients, link)
+	wl_list_for_each(gc, &server->clients, link) {
+		if (gc->channel)
+			guest_channel_poll(gc->channel);
 		shm_copy_idle(gc);
+	}
 }

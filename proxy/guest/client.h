@@ -59,7 +59,8 @@ struct guest_server *guest_server_create(struct wl_display *display,
 void guest_server_destroy(struct guest_server *server);
 // Flushes every host connection (call before the loop sleeps).
 void guest_server_flush(struct guest_server *server);
-// Work deferred until everything is flushed and the loop would sleep.
+// Work deferred until everything is flushed and the loop would sleep
+// (channels' next POLL, the copy path's catch-up).
 void guest_server_idle(struct guest_server *server);
 // Ends a guest client from anywhere (deferred to the loop).
 void guest_client_kill(struct guest_client *gc, const char *reason);
