@@ -19,6 +19,9 @@
 #define SDEV_MAX_MSG_SIZE (64u * 1024u) // header included
 #define SDEV_MAX_FDS 4u // per message
 #define SDEV_MAX_REASON 256u // bytes of error text, without NUL
+// WAITs outstanding per connection; more fail with -EBUSY. A kernel WAIT
+// blocks the guest thread that makes it, so a guest has one per thread.
+#define SDEV_MAX_WAITS 64u
 #define SDEV_PAGE_SIZE 4096u
 
 // Feature bits, negotiated by HELLO (the server answers the intersection).

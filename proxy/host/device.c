@@ -101,6 +101,7 @@ static void check_waits(struct host_conn *conn)
 				    -ENOENT, "resource %u went away", wait->res_handle);
 		wl_list_remove(&wait->link);
 		free(wait);
+		conn->nwaits--;
 	}
 }
 
@@ -220,6 +221,7 @@ void host_device_release(struct host_conn *conn)
 	wl_list_for_each_safe(wait, wtmp, &conn->waits, link)
 		free(wait);
 	wl_list_init(&conn->waits);
+	conn->nwaits = 0;
 	free(conn->resources);
 	conn->resources = NULL;
 	conn->resources_cap = 0;
@@ -521,6 +523,9 @@ static void op_wait(struct host_conn *conn, const struct sdev_msg *msg)
 		host_conn_send(conn, SDEV_REPLY_OK, msg->hdr.seq, ctx->id, NULL, 0, NULL, 0);
 	else if (res && (msg->u.wait.flags & SDEV_WAIT_NOWAIT))
 		reply_error(conn, &msg->hdr, -EBUSY, "resource %u is busy", res->handle);
+	else if (res && conn->nwaits >= SDEV_MAX_WAITS)
+		reply_error(conn, &msg->hdr, -EBUSY, "%u waits outstanding already",
+			    conn->nwaits);
 	else if (res && !(wait = calloc(1, sizeof(*wait))))
 		reply_error(conn, &msg->hdr, -ENOMEM, "out of memory");
 	if (!wait)
@@ -528,6 +533,7 @@ static void op_wait(struct host_conn *conn, const struct sdev_msg *msg)
 	*wait = (struct host_wait){ .seq = msg->hdr.seq, .ctx_id = ctx->id,
 				    .res_handle = res->handle };
 	wl_list_insert(conn->waits.prev, &wait->link);
+	conn->nwaits++;
 }
 
 static int exec_checks(struct host_ctx *ctx, const struct sdev_msg *msg, uint32_t *ring,

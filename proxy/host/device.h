@@ -86,6 +86,7 @@ struct host_conn {
 	uint64_t memory;
 	uint32_t npipes;
 	struct wl_list waits; // struct host_wait.link
+	uint32_t nwaits;
 	struct wl_list link; // struct host_server.conns
 };
 

@@ -600,6 +600,36 @@ static void test_kernel_rules(void)
 }
 
 // Broken framing ends that connection only.
+// A guest cannot pile up WAITs on a resource it keeps busy (a POLL that
+// lists it stays pending while the compositor is quiet): past the limit
+// they fail, and the connection still works.
+static void test_wait_limit(void)
+{
+	struct sdev_client *c = sdev_client_connect(host_sock);
+	struct test_ctx t;
+	test_ctx_create(c, 1, &t);
+	int fd = sml_memfd_create("busy", 4096);
+	uint32_t busy;
+	CHECK_EQ(sdev_client_create_guest_blob(c, 1, fd, 4096, &busy), 0);
+	uint8_t poll[32];
+	size_t plen = cd_encode_poll(poll, sizeof(poll));
+	CHECK_EQ(sdev_client_exec(c, 1, SDEV_EXECBUF_RING_IDX, CD_CHANNEL_RING, &busy, 1, poll,
+				  plen, NULL), 0);
+	struct sdev_wait wait = { .res_handle = busy };
+	for (unsigned i = 0; i < SDEV_MAX_WAITS; i++)
+		sdev_client_send(c, SDEV_WAIT, 0, 1, &wait, sizeof(wait), NULL, 0, NULL, 0);
+	CHECK_EQ(request_error(c, SDEV_WAIT, 1, &wait, sizeof(wait), NULL, 0), -EBUSY);
+	CHECK_EQ(request_error(c, SDEV_WAIT, 1, &wait, sizeof(wait), NULL, 0), -EBUSY);
+	// Destroying the resource answers every waiter; then there is room again.
+	struct sdev_resource r = { .res_handle = busy };
+	CHECK_EQ(request_error(c, SDEV_RESOURCE_DESTROY, 1, &r, sizeof(r), NULL, 0), 0);
+	wait.res_handle = t.query_res;
+	CHECK_EQ(request_error(c, SDEV_WAIT, 1, &wait, sizeof(wait), NULL, 0), 0);
+	close(fd);
+	test_ctx_destroy(&t);
+	sdev_client_destroy(c);
+}
+
 static void test_bad_connections(void)
 {
 	struct sdev_client *good = sdev_client_connect(host_sock);
@@ -707,6 +737,7 @@ int main(void)
 		{ "malformed commands", test_malformed_commands },
 		{ "bad INIT", test_bad_init },
 		{ "kernel rules", test_kernel_rules },
+		{ "outstanding waits are bounded", test_wait_limit },
 		{ "bad connections", test_bad_connections },
 	};
 	int passed = harness_run(tests, SML_ARRAY_LEN(tests));
