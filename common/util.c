@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,6 +59,19 @@ int sml_count_open_fds(void)
 			n++;
 	closedir(dir);
 	return n - 1; // the directory's own fd
+}
+
+unsigned long sml_raise_fd_limit(void)
+{
+	struct rlimit lim;
+	if (getrlimit(RLIMIT_NOFILE, &lim) < 0)
+		return 0;
+	if (lim.rlim_cur < lim.rlim_max) {
+		lim.rlim_cur = lim.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &lim) < 0)
+			getrlimit(RLIMIT_NOFILE, &lim);
+	}
+	return (unsigned long)lim.rlim_cur;
 }
 
 uint64_t sml_now_ns(void)

@@ -32,6 +32,10 @@ void sml_close(int *fd);
 int sml_memfd_create(const char *name, uint64_t size);
 // Number of open fds of this process (for leak checks).
 int sml_count_open_fds(void);
+// Raises the soft limit on open fds to the hard one (a daemon that holds
+// guests' fds should not stop at the historical 1024); returns the limit.
+// Not for processes that start programs: select() users expect 1024.
+unsigned long sml_raise_fd_limit(void);
 // Monotonic time in nanoseconds.
 uint64_t sml_now_ns(void);
 

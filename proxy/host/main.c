@@ -10,6 +10,7 @@
 #include "log.h"
 #include "options.h"
 #include "server.h"
+#include "util.h"
 
 static int on_signal(int signal_number, void *data)
 {
@@ -47,6 +48,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	sml_dbg("open files limit: %lu", sml_raise_fd_limit());
 
 	int status = 1;
 	bool running = true;

@@ -23,6 +23,7 @@ struct host_listener {
 	int fd;
 	const char *kind;
 	struct wl_event_source *source;
+	struct wl_event_source *resume; // timer that ends a pause of accepting
 	char *path; // may be NULL: the Unix socket file to remove
 	char *lock_path; // may be NULL
 	int lock_fd;
@@ -45,6 +46,7 @@ struct host_server *host_server_create(struct wl_event_loop *loop,
 static void listener_destroy(struct host_listener *l)
 {
 	wl_event_source_remove(l->source);
+	wl_event_source_remove(l->resume);
 	close(l->fd);
 	if (l->path)
 		unlink(l->path);
@@ -84,13 +86,60 @@ struct host_conn *host_server_adopt(struct host_server *server, int fd, const ch
 	return conn;
 }
 
+// Out of fds or memory, accept fails while the connection stays in the
+// backlog, and the level-triggered listener would report it again at once:
+// the listener rests instead of spinning, and the guest waits in the backlog.
+#define ACCEPT_PAUSE_MS 200
+// fds a new connection takes at once: its socket and the event loop's dup.
+#define CONN_FDS 2
+
+static int on_accept_resume(void *data)
+{
+	struct host_listener *l = data;
+	wl_event_source_fd_update(l->source, WL_EVENT_READABLE);
+	return 0;
+}
+
+static bool accept_error_is_transient(int err)
+{
+	// The connection that failed is gone; the next one may be fine.
+	return err == EAGAIN || err == EINTR || err == ECONNABORTED || err == EPROTO;
+}
+
+// Whether n more fds can be opened now. Accepting a guest that then
+// cannot be served would drop it; left in the backlog, it is served later.
+static bool fds_available(int any_fd, int n)
+{
+	int fds[CONN_FDS], i;
+	for (i = 0; i < n; i++)
+		if ((fds[i] = fcntl(any_fd, F_DUPFD_CLOEXEC, 0)) < 0)
+			break;
+	bool ok = i == n;
+	while (i)
+		close(fds[--i]);
+	return ok;
+}
+
+static void pause_accepting(struct host_listener *l)
+{
+	sml_log_errno(SML_LOG_WARN, "cannot accept on the %s listener (pausing it for %d ms)",
+		      l->kind, ACCEPT_PAUSE_MS);
+	wl_event_source_fd_update(l->source, 0);
+	wl_event_source_timer_update(l->resume, ACCEPT_PAUSE_MS);
+}
+
 static int on_accept(int fd, uint32_t mask, void *data)
 {
 	struct host_listener *l = data;
+	if (!fds_available(l->fd, CONN_FDS)) {
+		pause_accepting(l);
+		return 0;
+	}
 	int conn_fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (conn_fd < 0 && accept_error_is_transient(errno))
+		return 0;
 	if (conn_fd < 0) {
-		if (errno != EAGAIN && errno != EINTR)
-			sml_log_errno(SML_LOG_WARN, "accept on %s listener", l->kind);
+		pause_accepting(l);
 		return 0;
 	}
 	if (strcmp(l->kind, "tcp") == 0)
@@ -109,12 +158,17 @@ static struct host_listener *listener_add(struct host_server *server, int fd, co
 	l->source = wl_event_loop_add_fd(server->loop, fd, WL_EVENT_READABLE, on_accept, l);
 	if (!l->source)
 		goto err_l;
+	l->resume = wl_event_loop_add_timer(server->loop, on_accept_resume, l);
+	if (!l->resume)
+		goto err_source;
 	l->server = server;
 	l->fd = fd;
 	l->kind = kind;
 	l->lock_fd = -1;
 	wl_list_insert(&server->listeners, &l->link);
 	return l;
+err_source:
+	wl_event_source_remove(l->source);
 err_l:
 	free(l);
 err:

@@ -44,6 +44,52 @@ wait $pid; status=$?
 [ $status -eq 0 ] || fail "SIGTERM exit status $status"
 [ ! -e "$tmp/run/sommelier-host.sock" ] || fail "socket left behind"
 [ ! -e "$tmp/run/sommelier-host.sock.lock" ] || fail "lock left behind"
+# Out of fds, accepting pauses instead of spinning on EMFILE (the pending
+# guests wait in the backlog), and resumes once fds are free again.
+mkdir -m 700 "$tmp/few"
+(ulimit -n 24 && exec "$bin" --socket="$tmp/few/h.sock" --display="$tmp/few/nothing-here" --log-level=info) 2> "$tmp/few.log" &
+pid=$!
+i=0
+while [ ! -S "$tmp/few/h.sock" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+python3 - "$tmp/few/h.sock" $pid "$tmp/few.log" <<'PY' || { kill $pid; fail "accept under EMFILE"; }
+import os, socket, sys, time
+path, pid, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def cpu():
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+def connected():
+    return open(log).read().count(": connected")
+held = []
+for _ in range(30):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    held.append(s)
+time.sleep(0.3)
+before = connected()
+start = cpu()
+time.sleep(1.0)
+used = cpu() - start
+assert used < 0.3, f"sommelier-host used {used:.2f} s of CPU in 1 s with accept failing"
+assert "pausing" in open(log).read(), "no pause logged"
+assert 5 < before < 30, f"{before} connections accepted under a limit of 24 fds"
+# Those that waited were not accepted and dropped: once fds are free, the
+# next ones are accepted and kept.
+for s in held[:before]:
+    s.close()
+deadline = time.time() + 5
+while connected() < 2 * before - 1 and time.time() < deadline:
+    time.sleep(0.05)
+assert connected() >= 2 * before - 1, f"{connected()} accepted after {before} closed"
+for s in held[before:connected()]:
+    s.setblocking(False)
+    try:
+        data = s.recv(1)
+        raise AssertionError(f"a waiting guest was dropped ({data!r})")
+    except BlockingIOError:
+        pass
+PY
+kill -TERM $pid; wait $pid || fail "EMFILE daemon exit status $?"
+
 # vsock: this machine can bind a vsock port (though not connect to itself),
 # so check that a vsock-only daemon comes up and shuts down cleanly.
 if python3 -c 'import socket; socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)' 2>/dev/null; then
