@@ -61,6 +61,8 @@ struct host_xd {
 	uint8_t *channel_ring;
 
 	int wl_fd; // -1 when not connected or gone
+	struct wl_event_source *connect_retry; // may be NULL: the compositor's backlog was full
+	uint32_t connect_waited_ms;
 	struct wl_event_source *wl_source; // may be NULL after a hang-up: read directly
 	uint32_t wl_mask;
 	bool wl_ready; // reported readable since the last read
@@ -143,6 +145,9 @@ static void read_pipe_destroy(struct xd_read_pipe *pipe)
 
 static void wl_disconnect(struct host_xd *xd)
 {
+	if (xd->connect_retry)
+		wl_event_source_remove(xd->connect_retry);
+	xd->connect_retry = NULL;
 	if (xd->wl_source)
 		wl_event_source_remove(xd->wl_source);
 	xd->wl_source = NULL;
@@ -389,15 +394,21 @@ static void produce(struct host_xd *xd)
 		set_armed(xd, true);
 }
 
+// Later SENDs drop their bytes and fds at once; the guest hears of the end
+// through RECEIVE once the compositor's side is read.
+static void wl_write_failed(struct host_xd *xd, int err)
+{
+	sml_info("%s: ctx %u: compositor stopped taking requests: %s", xd->ctx->conn->name,
+		 xd->ctx->id, strerror(-err));
+	sml_wqueue_finish(&xd->wl_out);
+	xd->wl_write_dead = true;
+}
+
 static void flush_wl(struct host_xd *xd)
 {
 	int ret = sml_wqueue_flush(&xd->wl_out, xd->wl_fd);
-	if (ret < 0) {
-		sml_info("%s: ctx %u: compositor stopped taking requests: %s",
-			 xd->ctx->conn->name, xd->ctx->id, strerror(-ret));
-		sml_wqueue_finish(&xd->wl_out);
-		xd->wl_write_dead = true;
-	}
+	if (ret < 0)
+		wl_write_failed(xd, ret);
 	update_wl_mask(xd);
 }
 
@@ -440,29 +451,69 @@ static int on_read_pipe_event(int fd, uint32_t mask, void *data)
 
 // ---- commands from the guest --------------------------------------------
 
+// A compositor whose listen backlog is full (a burst of clients, a stall)
+// answers a non-blocking connect with EAGAIN: that is no reason to tell the
+// guest it is gone. Retried for a while; the guest's requests wait in wl_out.
+#define CONNECT_RETRY_MS 10
+#define CONNECT_TIMEOUT_MS 5000
+
+static void connect_compositor(struct host_xd *xd);
+
+static int on_connect_retry(void *data)
+{
+	connect_compositor(data);
+	return 0;
+}
+
+// Connects to path; a non-blocking socket, or -1 with errno set.
+static int open_compositor(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(addr.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		sml_close(&fd);
+	return fd;
+}
+
+static bool retry_connect_later(struct host_xd *xd)
+{
+	if (errno != EAGAIN || xd->connect_waited_ms >= CONNECT_TIMEOUT_MS)
+		return false;
+	if (!xd->connect_retry)
+		xd->connect_retry = wl_event_loop_add_timer(xd->ctx->conn->loop,
+							    on_connect_retry, xd);
+	if (!xd->connect_retry)
+		return false;
+	xd->connect_waited_ms += CONNECT_RETRY_MS;
+	wl_event_source_timer_update(xd->connect_retry, CONNECT_RETRY_MS);
+	return true;
+}
+
 static void connect_compositor(struct host_xd *xd)
 {
 	const char *path = xd->ctx->conn->config->display;
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	int fd = -1;
-	if (strlen(path) >= sizeof(addr.sun_path)) {
-		errno = ENAMETOOLONG;
-		goto fail;
+	int fd = open_compositor(path);
+	if (fd < 0 && retry_connect_later(xd))
+		return;
+	if (fd >= 0)
+		xd->wl_source = wl_event_loop_add_fd(xd->ctx->conn->loop, fd, 0, on_wl_event, xd);
+	if (xd->wl_source) {
+		xd->wl_fd = fd;
+		flush_wl(xd); // what the guest sent while we waited
+		produce(xd);
+		return;
 	}
-	strcpy(addr.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-		goto fail;
-	xd->wl_source = wl_event_loop_add_fd(xd->ctx->conn->loop, fd, 0, on_wl_event, xd);
-	if (!xd->wl_source)
-		goto fail;
-	xd->wl_fd = fd;
-	return;
-fail:
 	sml_log_errno(SML_LOG_WARN, "%s: ctx %u: cannot connect to the compositor at %s; "
 		      "the guest will see it as gone", xd->ctx->conn->name, xd->ctx->id, path);
 	sml_close(&fd);
+	sml_wqueue_finish(&xd->wl_out);
 	xd->eof_pending = true;
+	produce(xd);
 }
 
 static uint8_t *map_ring(struct host_xd *xd, uint32_t handle)
@@ -605,17 +656,25 @@ static int run_send(struct host_xd *xd, const struct cd_command *cmd)
 			return err;
 		}
 	}
+	int ret;
+	if (xd->connect_retry && xd->wl_fd < 0 && !xd->eof_pending) {
+		ret = sml_wqueue_push(&xd->wl_out, cmd->data, cmd->data_size, fds, nfds);
+		if (ret < 0)
+			return xd_fail(xd, -ENOBUFS, "the compositor is not accepting (%zu bytes "
+				       "queued)", xd->wl_out.len);
+		return 0;
+	}
 	if (xd->wl_fd < 0 || xd->wl_write_dead) {
 		while (nfds)
 			close(fds[--nfds]);
 		return 0; // the guest hears of the end through RECEIVE
 	}
-	int ret = sml_wqueue_send(&xd->wl_out, xd->wl_fd, cmd->data, cmd->data_size, fds, nfds);
+	ret = sml_wqueue_send(&xd->wl_out, xd->wl_fd, cmd->data, cmd->data_size, fds, nfds);
 	if (ret == -ENOBUFS)
 		return xd_fail(xd, -ENOBUFS, "the compositor is not reading (%zu bytes queued)",
 			       xd->wl_out.len);
 	if (ret < 0)
-		flush_wl(xd); // records the failure
+		wl_write_failed(xd, ret);
 	update_wl_mask(xd);
 	return 0;
 }

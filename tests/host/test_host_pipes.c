@@ -469,6 +469,38 @@ static void test_no_leaks(uint32_t cycles)
 	CHECK_EQ(harness_count_fds(getpid()), own);
 }
 
+// A compositor whose listen backlog is full answers connect with EAGAIN:
+// the host retries, keeps what the guest sends meanwhile, and delivers it
+// once the compositor accepts; the guest never sees an EOF.
+static void test_busy_compositor(struct sdev_client *c)
+{
+	CHECK(listen(fake_listener, 0) == 0);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	memcpy(addr.sun_path, fake_path, strlen(fake_path) + 1);
+	int filler = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(filler >= 0 && connect(filler, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+	struct test_ctx t;
+	test_ctx_create(c, 9, &t);
+	uint8_t msg[12] = "early bytes", got[64];
+	int fds[28];
+	size_t nfds;
+	CHECK_EQ(test_ctx_send(&t, msg, sizeof(msg), 0, NULL, NULL), 0);
+	usleep(300000); // some 30 retries
+	close(fake_accept()); // the filler
+	close(filler);
+	CHECK(listen(fake_listener, 16) == 0);
+	int wl = fake_accept();
+	CHECK_EQ(fake_recv(wl, got, sizeof(got), fds, &nfds), sizeof(msg));
+	CHECK(nfds == 0 && memcmp(got, msg, sizeof(msg)) == 0);
+	uint8_t event[8] = { 1, 2, 3, 4, 5, 6, 7, 8 }, page[CD_RING_SIZE];
+	struct cd_command ev;
+	fake_send(wl, event, sizeof(event), NULL, 0);
+	poll_event(&t, &ev, page);
+	CHECK(ev.cmd == CD_CMD_RECEIVE && ev.data_size == sizeof(event));
+	close(wl);
+	test_ctx_destroy(&t);
+}
+
 int main(void)
 {
 	const char *dir = harness_runtime_dir();
@@ -495,6 +527,8 @@ int main(void)
 	test_write_pipe(c), passed++;
 	printf("--- fd kinds from the compositor\n");
 	test_fd_kinds(c), passed++;
+	printf("--- compositor with a full backlog\n");
+	test_busy_compositor(c), passed++;
 	printf("--- compositor EOF\n");
 	test_eof(c), passed++;
 	sdev_client_destroy(c);
