@@ -236,7 +236,7 @@ void guest_server_flush(struct guest_server *server)
 			continue;
 		// Events the channel delivered are dispatched now, so that they
 		// reach the guest client in this turn's flush.
-		if (gc->host_pending && gc->host_source)
+		if (gc->host_pending)
 			on_host_event(wl_display_get_fd(gc->host), WL_EVENT_READABLE, gc);
 		gc->host_pending = false;
 		host_flush(gc);

@@ -69,25 +69,12 @@ static int vk_sys_ioctl(int fd, unsigned long request, void *arg)
 	return ioctl(fd, request, arg);
 }
 
-static const struct vgpu_kernel_ops vk_real_ops = {
-	.open = vk_sys_open,
-	.close = close,
-	.ioctl = vk_sys_ioctl,
-	.mmap = mmap,
-	.munmap = munmap,
-	.read = read,
-	.now_ns = sml_now_ns,
-};
+#define VK_REAL_OPS \
+	{ .open = vk_sys_open, .close = close, .ioctl = vk_sys_ioctl, .mmap = mmap, \
+	  .munmap = munmap, .read = read, .now_ns = sml_now_ns }
 
-static struct vgpu_kernel_ops vk_ops = {
-	.open = vk_sys_open,
-	.close = close,
-	.ioctl = vk_sys_ioctl,
-	.mmap = mmap,
-	.munmap = munmap,
-	.read = read,
-	.now_ns = sml_now_ns,
-};
+static const struct vgpu_kernel_ops vk_real_ops = VK_REAL_OPS;
+static struct vgpu_kernel_ops vk_ops = VK_REAL_OPS; // vk_real_ops with a test's hooks
 
 void vgpu_kernel_set_ops(const struct vgpu_kernel_ops *ops)
 {

@@ -61,7 +61,7 @@ struct host_xd {
 	uint8_t *channel_ring;
 
 	int wl_fd; // -1 when not connected or gone
-	struct wl_event_source *connect_retry; // may be NULL: the compositor's backlog was full
+	struct wl_event_source *connect_retry; // NULL unless waiting for a full backlog
 	uint32_t connect_waited_ms;
 	struct wl_event_source *wl_source; // may be NULL after a hang-up: read directly
 	uint32_t wl_mask;
@@ -500,6 +500,9 @@ static void connect_compositor(struct host_xd *xd)
 	int fd = open_compositor(path);
 	if (fd < 0 && retry_connect_later(xd))
 		return;
+	if (xd->connect_retry) // safe inside its own callback: removal is deferred
+		wl_event_source_remove(xd->connect_retry);
+	xd->connect_retry = NULL;
 	if (fd >= 0)
 		xd->wl_source = wl_event_loop_add_fd(xd->ctx->conn->loop, fd, 0, on_wl_event, xd);
 	if (xd->wl_source) {
@@ -657,7 +660,7 @@ static int run_send(struct host_xd *xd, const struct cd_command *cmd)
 		}
 	}
 	int ret;
-	if (xd->connect_retry && xd->wl_fd < 0 && !xd->eof_pending) {
+	if (xd->connect_retry) {
 		ret = sml_wqueue_push(&xd->wl_out, cmd->data, cmd->data_size, fds, nfds);
 		if (ret < 0)
 			return xd_fail(xd, -ENOBUFS, "the compositor is not accepting (%zu bytes "
