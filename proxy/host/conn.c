@@ -18,6 +18,16 @@
 // Stop reading from a guest that does not read its replies.
 #define CONN_OUT_HIGH_WATER (1u << 20)
 
+// fds of a connection that no budget charges, each set bounded: its socket
+// and the event loop's dup of it, received fds not yet taken by a message,
+// fds queued in its replies.
+#define CONN_UNCHARGED_FDS \
+	(2 + SML_ARRAY_LEN(((struct host_conn *)0)->in_fds) + SML_WQUEUE_MAX_FDS)
+// The listeners, stdio, the event loop's own fds, timers.
+#define PROCESS_RESERVED_FDS 64
+// Below this a desktop client (Xwayland with many windows) runs short.
+#define MIN_FDS_PER_CONN 1024
+
 static int conn_handle_event(int fd, uint32_t mask, void *data);
 
 static void conn_update_mask(struct host_conn *conn)
@@ -260,4 +270,35 @@ static int conn_handle_event(int fd, uint32_t mask, void *data)
 	if (!conn->dead)
 		conn_update_mask(conn);
 	return 0;
+}
+
+bool host_conn_take_fds(struct host_conn *conn, uint32_t n)
+{
+	uint32_t max = conn->config->limits.max_fds;
+	if (n <= max && conn->nfds <= max - n) {
+		conn->nfds += n;
+		return true;
+	}
+	if (!conn->fds_warned)
+		sml_warn("%s: fd budget (%u) reached; further blobs, pipes and compositor "
+			 "connections of this guest fail", conn->name, max);
+	conn->fds_warned = true;
+	return false;
+}
+
+void host_conn_put_fds(struct host_conn *conn, uint32_t n)
+{
+	conn->nfds -= n;
+}
+
+bool host_limits_resolve_fds(struct host_limits *lim, unsigned long open_max)
+{
+	unsigned long usable = open_max > PROCESS_RESERVED_FDS ?
+			       open_max - PROCESS_RESERVED_FDS : 0;
+	unsigned long share = usable / lim->max_conns;
+	share = share > CONN_UNCHARGED_FDS ? share - CONN_UNCHARGED_FDS : 0;
+	if (lim->max_fds == 0)
+		lim->max_fds = (uint32_t)SML_MIN(SML_MAX(share, MIN_FDS_PER_CONN),
+						 (unsigned long)UINT32_MAX);
+	return lim->max_fds <= share;
 }

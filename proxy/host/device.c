@@ -156,6 +156,8 @@ void host_ctx_signal_fence(struct host_ctx *ctx, uint32_t seq)
 
 static void resource_destroy(struct host_conn *conn, struct host_resource *res)
 {
+	if (res->fd >= 0)
+		host_conn_put_fds(conn, 1);
 	sml_close(&res->fd);
 	conn->memory -= res->size;
 	conn->resources[res->handle - 1] = NULL;
@@ -449,10 +451,14 @@ static void op_create_blob(struct host_conn *conn, const struct sdev_msg *msg, c
 	int fd = -1, err = ctx ? create_blob_checks(ctx, msg, &why) : -ENOENT;
 	if (err == 0)
 		err = blob_memory(ctx, msg, fds, &fd, &why);
+	if (err == 0 && !host_conn_take_fds(conn, 1))
+		err = -EMFILE, why = "fd budget reached";
 	struct host_resource *res = err ? NULL : resource_add(conn, ctx);
 	if (!res) {
-		if (ctx && err == 0)
+		if (ctx && err == 0) {
+			host_conn_put_fds(conn, 1);
 			err = -ENOSPC, why = "resource limit reached";
+		}
 		if (fd >= 0 && (msg->hdr.num_fds == 0 || fd != fds[0]))
 			close(fd);
 		for (uint8_t i = 0; i < msg->hdr.num_fds; i++)
@@ -468,7 +474,14 @@ static void op_create_blob(struct host_conn *conn, const struct sdev_msg *msg, c
 	struct sdev_reply_resource reply = {
 		.res_handle = res->handle, .blob_mem = res->blob_mem, .size = res->size,
 	};
-	int out_fd = res->blob_mem == SDEV_BLOB_MEM_HOST3D ? dup(fd) : -1;
+	int out_fd = -1;
+	if (res->blob_mem == SDEV_BLOB_MEM_HOST3D &&
+	    (out_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		err = -errno;
+		resource_destroy(conn, res);
+		reply_error(conn, &msg->hdr, err, "create blob: cannot duplicate its fd");
+		return;
+	}
 	host_conn_send(conn, SDEV_REPLY_RESOURCE, msg->hdr.seq, ctx->id, &reply, sizeof(reply),
 		       &out_fd, out_fd >= 0);
 }

@@ -23,6 +23,7 @@ struct host_limits {
 	uint64_t max_memory; // bytes of blob memory per connection
 	size_t max_queue; // bytes queued towards one peer (compositor, pipe, guest)
 	uint32_t max_items; // cross-domain blob ids and image requirements per context
+	uint32_t max_fds; // fds held for one connection; 0 until host_limits_resolve_fds
 };
 
 struct host_config {
@@ -85,6 +86,8 @@ struct host_conn {
 	uint32_t nresources;
 	uint64_t memory;
 	uint32_t npipes;
+	uint32_t nfds; // charged by host_conn_take_fds
+	bool fds_warned;
 	struct wl_list waits; // struct host_wait.link
 	uint32_t nwaits;
 	struct wl_list link; // struct host_server.conns
@@ -127,6 +130,18 @@ void host_ctx_signal_fence(struct host_ctx *ctx, uint32_t seq);
 // Ends the context: the guest gets EVENT_CONTEXT_LOST, other contexts live on.
 void host_ctx_lose(struct host_ctx *ctx, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+// The fd budget of a connection (conn.c). Charged: blobs (1 each), the
+// compositor connection and pipes (2 each: the event loop dups the fds it
+// watches), compositor fds the guest has not claimed, fds queued towards the
+// compositor. Take returns false (with one log line per connection) when n
+// more would exceed max_fds.
+bool host_conn_take_fds(struct host_conn *conn, uint32_t n);
+void host_conn_put_fds(struct host_conn *conn, uint32_t n);
+// Sets an unset max_fds to what max_conns connections can all hold at once
+// within open_max (at least 1024). Returns whether they can: false when the
+// limits allow guests together to exhaust the process's fds.
+bool host_limits_resolve_fds(struct host_limits *lim, unsigned long open_max);
+
 // Per-connection pipe budget; false (with a log) when exhausted.
 bool host_ctx_pipe_acquire(struct host_ctx *ctx);
 void host_ctx_pipe_release(struct host_ctx *ctx);

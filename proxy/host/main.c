@@ -34,6 +34,19 @@ static bool start_listeners(struct host_server *server, const struct host_option
 	return true;
 }
 
+// A budget that lets guests together exhaust the fds hurts only those that
+// come last (the listener pauses, see server.c), but the user should know.
+static void resolve_fd_budget(struct host_limits *lim)
+{
+	bool explicit = lim->max_fds != 0;
+	unsigned long open_max = sml_raise_fd_limit();
+	bool fits = host_limits_resolve_fds(lim, open_max);
+	enum sml_log_level level = fits ? SML_LOG_DEBUG : explicit ? SML_LOG_WARN : SML_LOG_INFO;
+	sml_log(level, "open files limit %lu; up to %u fds per guest connection%s", open_max,
+		lim->max_fds, fits ? "" : ": guests together can exhaust the limit (raise it, "
+		"or lower --max-connections or --max-fds)");
+}
+
 int main(int argc, char **argv)
 {
 	struct host_options opts;
@@ -48,7 +61,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	sml_dbg("open files limit: %lu", sml_raise_fd_limit());
+	resolve_fd_budget(&opts.config.limits);
 
 	int status = 1;
 	bool running = true;

@@ -44,6 +44,8 @@ static const struct option_spec specs[] = {
 	  "KiB queued towards a compositor, pipe or guest before giving up (16384)" },
 	{ "max-items", 0, V_U32, LIM(max_items), 0,
 	  "unclaimed blob ids and image layouts per context (4096)" },
+	{ "max-fds", 0, V_U32, LIM(max_fds), 0,
+	  "fds held for one connection (default: a share of the open-files limit)" },
 	{ "log-level", 'l', V_LEVEL, 0, 0, "error, warn, info or debug (warn)" },
 	{ "help", 'h', V_FLAG, OPT(help), 0, "show this help" },
 	{ "version", 'v', V_FLAG, OPT(version), 0, "show the version" },

@@ -40,6 +40,7 @@ struct xd_item {
 	struct wl_event_source *source; // may be NULL: write pipe with a backlog
 	struct sml_wqueue out; // ITEM_WRITE_PIPE
 	bool hang_up; // close once `out` drains
+	uint32_t fds_charged; // to the connection's fd budget
 	struct wl_list link; // struct host_xd.items
 };
 
@@ -61,6 +62,8 @@ struct host_xd {
 	uint8_t *channel_ring;
 
 	int wl_fd; // -1 when not connected or gone
+	bool wl_charged; // the connection's 2 fds are on the fd budget
+	uint32_t wl_out_charged; // fds of wl_out on the fd budget
 	struct wl_event_source *connect_retry; // NULL unless waiting for a full backlog
 	uint32_t connect_waited_ms;
 	struct wl_event_source *wl_source; // may be NULL after a hang-up: read directly
@@ -126,6 +129,7 @@ static void item_destroy(struct xd_item *item)
 		wl_event_source_remove(item->source);
 	if (item->kind == ITEM_WRITE_PIPE)
 		host_ctx_pipe_release(item->xd->ctx);
+	host_conn_put_fds(item->xd->ctx->conn, item->fds_charged);
 	sml_wqueue_finish(&item->out);
 	sml_close(&item->fd);
 	item->xd->nitems--;
@@ -139,8 +143,16 @@ static void read_pipe_destroy(struct xd_read_pipe *pipe)
 		wl_event_source_remove(pipe->source);
 	close(pipe->fd);
 	host_ctx_pipe_release(pipe->xd->ctx);
+	host_conn_put_fds(pipe->xd->ctx->conn, 2);
 	wl_list_remove(&pipe->link);
 	free(pipe);
+}
+
+// Whatever wl_out sent or closed leaves the fd budget.
+static void settle_wl_out(struct host_xd *xd)
+{
+	host_conn_put_fds(xd->ctx->conn, xd->wl_out_charged - (uint32_t)xd->wl_out.nfds);
+	xd->wl_out_charged = (uint32_t)xd->wl_out.nfds;
 }
 
 static void wl_disconnect(struct host_xd *xd)
@@ -152,7 +164,11 @@ static void wl_disconnect(struct host_xd *xd)
 		wl_event_source_remove(xd->wl_source);
 	xd->wl_source = NULL;
 	sml_close(&xd->wl_fd);
+	if (xd->wl_charged)
+		host_conn_put_fds(xd->ctx->conn, 2);
+	xd->wl_charged = false;
 	sml_wqueue_finish(&xd->wl_out);
+	settle_wl_out(xd);
 }
 
 void host_xd_destroy(struct host_xd *xd)
@@ -228,36 +244,52 @@ static struct xd_item *item_add(struct host_xd *xd, enum item_kind kind, int fd)
 	return item;
 }
 
-// Turns one compositor fd into an identifier. Unknown kinds of fd do not end
-// the context: they become a write pipe that discards, so the guest's stream
-// keeps its fd count, and the log says what happened.
-static bool classify_fd(struct host_xd *xd, int fd, uint32_t *id, uint32_t *type,
+// Turns one compositor fd into an identifier; 0, -ENOSPC (pipe or item
+// limit) or -EMFILE (fd budget). Unknown kinds of fd do not end the context:
+// they become a write pipe that discards, so the guest's stream keeps its fd
+// count, and the log says what happened.
+static int classify_fd(struct host_xd *xd, int fd, uint32_t *id, uint32_t *type,
 			uint32_t *size)
 {
+	struct host_conn *conn = xd->ctx->conn;
+	struct xd_item *item;
 	off_t end = lseek(fd, 0, SEEK_END);
 	int fl = fcntl(fd, F_GETFL);
 	enum item_kind kind = end >= 0 ? ITEM_BLOB : ITEM_WRITE_PIPE;
 	if (end < 0 && (fl < 0 || (fl & O_ACCMODE) != O_WRONLY)) {
 		sml_warn("%s: ctx %u: compositor sent an fd that is neither memory nor a "
 			 "write pipe (flags 0%o); the guest gets a pipe that discards",
-			 xd->ctx->conn->name, xd->ctx->id, fl);
+			 conn->name, xd->ctx->id, fl);
 		sml_close(&fd);
 	}
+	// A write pipe gets an event source (a dup) when it has a backlog.
+	uint32_t charge = fd < 0 ? 0 : kind == ITEM_BLOB ? 1 : 2;
+	int err = -ENOSPC;
 	if (kind == ITEM_WRITE_PIPE && !host_ctx_pipe_acquire(xd->ctx))
-		return sml_close(&fd), false;
-	struct xd_item *item = item_add(xd, kind, fd);
-	if (!item) {
-		if (kind == ITEM_WRITE_PIPE)
-			host_ctx_pipe_release(xd->ctx);
-		return sml_close(&fd), false;
+		goto err;
+	if (!host_conn_take_fds(conn, charge)) {
+		err = -EMFILE;
+		goto err_pipe;
 	}
+	if (!(item = item_add(xd, kind, fd)))
+		goto err_fds;
+	item->fds_charged = charge;
 	if (fd >= 0 && kind == ITEM_WRITE_PIPE)
 		sml_fd_set_nonblock(fd);
 	item->size = end >= 0 ? (uint64_t)end : 0;
 	*id = item->id;
 	*type = kind == ITEM_BLOB ? CD_ID_VIRTGPU_BLOB : CD_ID_WRITE_PIPE;
 	*size = (uint32_t)SML_MIN(item->size, (uint64_t)UINT32_MAX);
-	return true;
+	return 0;
+
+err_fds:
+	host_conn_put_fds(conn, charge);
+err_pipe:
+	if (kind == ITEM_WRITE_PIPE)
+		host_ctx_pipe_release(xd->ctx);
+err:
+	sml_close(&fd);
+	return err;
 }
 
 struct received {
@@ -266,18 +298,17 @@ struct received {
 };
 
 // Classifies every fd; on failure the rest are closed.
-static bool classify_all(struct host_xd *xd, const int *fds, size_t nfds, struct received *r)
+static int classify_all(struct host_xd *xd, const int *fds, size_t nfds, struct received *r)
 {
-	bool ok = true;
+	int err = 0;
 	for (size_t i = 0; i < nfds; i++) {
-		if (ok && classify_fd(xd, fds[i], &r->ids[r->n], &r->types[r->n], &r->sizes[r->n]))
-			r->n++;
-		else if (ok)
-			ok = false; // classify_fd closed it
-		else
+		if (err)
 			close(fds[i]);
+		else if (!(err = classify_fd(xd, fds[i], &r->ids[r->n], &r->types[r->n],
+					     &r->sizes[r->n])))
+			r->n++;
 	}
-	return ok;
+	return err;
 }
 
 static void update_wl_mask(struct host_xd *xd)
@@ -345,9 +376,14 @@ static bool produce_from_compositor(struct host_xd *xd)
 		return true;
 	}
 	struct received r = { 0 };
-	if (!classify_all(xd, fds, nfds, &r) || truncated) {
-		xd_fail(xd, -EPROTO, "compositor fds cannot be carried (over %u, or a limit)",
-			CD_MAX_IDENTIFIERS);
+	int err = classify_all(xd, fds, nfds, &r);
+	if (err == -EMFILE) {
+		xd_fail(xd, err, "compositor fds cannot be carried: fd budget reached");
+		return true;
+	}
+	if (err || truncated) {
+		xd_fail(xd, err ? err : -EPROTO, "compositor fds cannot be carried (over %u, or a "
+			"pipe or id limit)", CD_MAX_IDENTIFIERS);
 		return true;
 	}
 	write_receive(xd, r.n, r.ids, r.types, r.sizes, data, (uint32_t)n);
@@ -401,6 +437,7 @@ static void wl_write_failed(struct host_xd *xd, int err)
 	sml_info("%s: ctx %u: compositor stopped taking requests: %s", xd->ctx->conn->name,
 		 xd->ctx->id, strerror(-err));
 	sml_wqueue_finish(&xd->wl_out);
+	settle_wl_out(xd);
 	xd->wl_write_dead = true;
 }
 
@@ -409,6 +446,7 @@ static void flush_wl(struct host_xd *xd)
 	int ret = sml_wqueue_flush(&xd->wl_out, xd->wl_fd);
 	if (ret < 0)
 		wl_write_failed(xd, ret);
+	settle_wl_out(xd);
 	update_wl_mask(xd);
 }
 
@@ -514,7 +552,7 @@ static void connect_compositor(struct host_xd *xd)
 	sml_log_errno(SML_LOG_WARN, "%s: ctx %u: cannot connect to the compositor at %s; "
 		      "the guest will see it as gone", xd->ctx->conn->name, xd->ctx->id, path);
 	sml_close(&fd);
-	sml_wqueue_finish(&xd->wl_out);
+	wl_disconnect(xd);
 	xd->eof_pending = true;
 	produce(xd);
 }
@@ -541,6 +579,10 @@ static int run_init(struct host_xd *xd, const struct cd_command *cmd)
 			       "context of at least one page", init->query_ring_id,
 			       init->channel_ring_id);
 	xd->initialized = true;
+	if (!host_conn_take_fds(xd->ctx->conn, 2))
+		return xd_fail(xd, -EMFILE, "fd budget reached: no room for a compositor "
+			       "connection");
+	xd->wl_charged = true;
 	connect_compositor(xd);
 	return 0;
 }
@@ -600,24 +642,25 @@ static int run_poll(struct host_xd *xd, uint32_t seq)
 
 static int new_read_pipe(struct host_xd *xd, uint32_t id, int *write_end)
 {
+	struct host_conn *conn = xd->ctx->conn;
 	if (id != xd->last_read_pipe_id + 1)
 		return xd_fail(xd, -EPROTO, "read pipe id %#x, expected %#x", id,
 			       xd->last_read_pipe_id + 1);
 	struct xd_read_pipe *pipe = calloc(1, sizeof(*pipe));
-	int fds[2] = { -1, -1 };
-	if (!pipe || !host_ctx_pipe_acquire(xd->ctx)) {
-		free(pipe);
-		return xd_fail(xd, -ENOSPC, "no room for another pipe");
+	int fds[2] = { -1, -1 }, err = -ENOSPC;
+	const char *why = "no room for another pipe";
+	if (!pipe || !host_ctx_pipe_acquire(xd->ctx))
+		goto err;
+	if (!host_conn_take_fds(conn, 2)) {
+		err = -EMFILE, why = "fd budget reached: no room for another pipe";
+		goto err_pipe;
 	}
 	if (pipe2(fds, O_CLOEXEC) < 0 || !sml_fd_set_nonblock(fds[0]) ||
-	    !(pipe->source = wl_event_loop_add_fd(xd->ctx->conn->loop, fds[0],
+	    !(pipe->source = wl_event_loop_add_fd(conn->loop, fds[0],
 						  xd->armed ? WL_EVENT_READABLE : 0,
 						  on_read_pipe_event, pipe))) {
-		sml_close(&fds[0]);
-		sml_close(&fds[1]);
-		host_ctx_pipe_release(xd->ctx);
-		free(pipe);
-		return xd_fail(xd, -errno, "cannot create a pipe");
+		err = -errno, why = "cannot create a pipe";
+		goto err_fds;
 	}
 	pipe->id = id;
 	pipe->fd = fds[0];
@@ -627,6 +670,16 @@ static int new_read_pipe(struct host_xd *xd, uint32_t id, int *write_end)
 	xd->last_read_pipe_id = id;
 	*write_end = fds[1];
 	return 0;
+
+err_fds:
+	sml_close(&fds[0]);
+	sml_close(&fds[1]);
+	host_conn_put_fds(conn, 2);
+err_pipe:
+	host_ctx_pipe_release(xd->ctx);
+err:
+	free(pipe);
+	return xd_fail(xd, err, "%s", why);
 }
 
 static int send_identifier(struct host_xd *xd, uint32_t type, uint32_t id, int *fd)
@@ -643,39 +696,46 @@ static int send_identifier(struct host_xd *xd, uint32_t type, uint32_t id, int *
 	return *fd < 0 ? xd_fail(xd, -errno, "cannot duplicate an fd") : 0;
 }
 
+// The fds of one SEND stay on the fd budget until wl_out has sent them.
+static int collect_identifiers(struct host_xd *xd, const struct cd_send_receive *sr, int *fds)
+{
+	if (!host_conn_take_fds(xd->ctx->conn, sr->num_identifiers))
+		return xd_fail(xd, -EMFILE, "fd budget reached: cannot pass %u fds",
+			       sr->num_identifiers);
+	xd->wl_out_charged += sr->num_identifiers;
+	for (uint32_t n = 0; n < sr->num_identifiers; n++) {
+		int err = send_identifier(xd, sr->identifier_types[n], sr->identifiers[n], &fds[n]);
+		if (err) {
+			while (n)
+				close(fds[--n]);
+			settle_wl_out(xd);
+			return err;
+		}
+	}
+	return 0;
+}
+
 static int run_send(struct host_xd *xd, const struct cd_command *cmd)
 {
 	const struct cd_send_receive *sr = &cmd->u.sr;
 	int fds[CD_MAX_IDENTIFIERS];
-	uint32_t nfds = 0;
-	if (sr->num_identifiers && !cmd->data_size)
+	uint32_t nfds = sr->num_identifiers;
+	if (nfds && !cmd->data_size)
 		return xd_fail(xd, -EPROTO, "SEND of identifiers without a message");
-	for (; nfds < sr->num_identifiers; nfds++) {
-		int err = send_identifier(xd, sr->identifier_types[nfds], sr->identifiers[nfds],
-					  &fds[nfds]);
-		if (err) {
-			while (nfds)
-				close(fds[--nfds]);
-			return err;
-		}
-	}
-	int ret;
-	if (xd->connect_retry) {
+	int ret = collect_identifiers(xd, sr, fds);
+	if (ret < 0)
+		return ret;
+	if (xd->connect_retry)
 		ret = sml_wqueue_push(&xd->wl_out, cmd->data, cmd->data_size, fds, nfds);
-		if (ret < 0)
-			return xd_fail(xd, -ENOBUFS, "the compositor is not accepting (%zu bytes "
-				       "queued)", xd->wl_out.len);
-		return 0;
-	}
-	if (xd->wl_fd < 0 || xd->wl_write_dead) {
+	else if (xd->wl_fd >= 0 && !xd->wl_write_dead)
+		ret = sml_wqueue_send(&xd->wl_out, xd->wl_fd, cmd->data, cmd->data_size, fds, nfds);
+	else // the guest hears of the end through RECEIVE
 		while (nfds)
 			close(fds[--nfds]);
-		return 0; // the guest hears of the end through RECEIVE
-	}
-	ret = sml_wqueue_send(&xd->wl_out, xd->wl_fd, cmd->data, cmd->data_size, fds, nfds);
+	settle_wl_out(xd);
 	if (ret == -ENOBUFS)
-		return xd_fail(xd, -ENOBUFS, "the compositor is not reading (%zu bytes queued)",
-			       xd->wl_out.len);
+		return xd_fail(xd, -ENOBUFS, "the compositor is not %s (%zu bytes queued)",
+			       xd->connect_retry ? "accepting" : "reading", xd->wl_out.len);
 	if (ret < 0)
 		wl_write_failed(xd, ret);
 	update_wl_mask(xd);

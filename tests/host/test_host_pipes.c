@@ -25,8 +25,13 @@
 #define TIMEOUT 5000
 #define PAYLOAD (1u << 20)
 
-static char host_sock[256], small_sock[256], fake_path[256];
-static pid_t host_pid, small_pid;
+static char host_sock[256], small_sock[256], budget_sock[256], fake_path[256];
+static pid_t host_pid, small_pid, budget_pid;
+
+// --max-fds of the host at budget_sock. A context costs 4 of it: two ring
+// blobs and the compositor connection (its fd and the event loop's dup).
+#define FD_BUDGET 16
+#define CTX_FDS 4
 static int fake_listener = -1;
 
 // Deterministic bytes both ends of a pipe can produce.
@@ -377,6 +382,114 @@ static void test_limits(void)
 	printf("limits: contexts 3, resources 8, memory 1 MiB, connections 4 enforced\n");
 }
 
+// Fills ctx `id`'s budget with blobs of `mem`, leaving `room` fds free.
+static void fill_budget(struct sdev_client *c, uint32_t id, int mem, uint32_t room,
+			uint32_t *last)
+{
+	for (uint32_t i = 0; i < FD_BUDGET - CTX_FDS - room; i++)
+		CHECK_EQ(sdev_client_create_guest_blob(c, id, mem, 4096, last), 0);
+}
+
+static void destroy_resource(struct sdev_client *c, uint32_t ctx_id, uint32_t handle)
+{
+	struct sdev_resource r = { .res_handle = handle };
+	uint32_t seq = sdev_client_send(c, SDEV_RESOURCE_DESTROY, SDEV_FLAG_REPLY, ctx_id, &r,
+					sizeof(r), NULL, 0, NULL, 0);
+	struct test_msg *m = sdev_client_wait(c, TEST_ANY_REPLY, seq, UINT32_MAX, TIMEOUT);
+	CHECK(m && m->msg.hdr.type == SDEV_REPLY_OK);
+	test_msg_free(m);
+}
+
+// Passes blob `handle` to the compositor and checks that it arrives.
+static void pass_blob(struct test_ctx *t, int wl, uint32_t handle)
+{
+	uint32_t type = CD_ID_VIRTGPU_BLOB, msg[2] = { 1, 8 << 16 }, got[4];
+	int fds[28];
+	size_t nfds;
+	CHECK_EQ(test_ctx_send(t, msg, sizeof(msg), 1, &handle, &type), 0);
+	CHECK_EQ(fake_recv(wl, got, sizeof(got), fds, &nfds), sizeof(msg));
+	CHECK_EQ(nfds, 1);
+	close(fds[0]);
+}
+
+// Every fd the host holds for a guest counts against that connection's
+// budget: past it, that guest gets EMFILE or loses the context that asked,
+// other connections carry on, and what is given back is room again.
+static void test_fd_budget(void)
+{
+	int host_fds = harness_count_fds(budget_pid);
+	struct sdev_client *c = sdev_client_connect(budget_sock);
+	struct test_ctx t;
+	int wl, mem = sml_memfd_create("blob", 4096);
+	uint32_t last, type = CD_ID_VIRTGPU_BLOB, msg[2] = { 1, 8 << 16 };
+	open_ctx(c, 1, &t, &wl);
+	fill_budget(c, 1, mem, 0, &last);
+	CHECK_EQ(sdev_client_create_guest_blob(c, 1, mem, 4096, &(uint32_t){ 0 }), -EMFILE);
+
+	// Another connection has a budget of its own.
+	struct sdev_client *other = sdev_client_connect(budget_sock);
+	struct test_ctx t2;
+	int wl2;
+	open_ctx(other, 1, &t2, &wl2);
+	fill_budget(other, 1, mem, 2, &(uint32_t){ 0 });
+	uint32_t other_blob;
+	CHECK_EQ(sdev_client_create_guest_blob(other, 1, mem, 4096, &other_blob), 0);
+
+	// fds queued towards the compositor count until sent, then leave.
+	destroy_resource(c, 1, last);
+	CHECK_EQ(sdev_client_create_guest_blob(c, 1, mem, 4096, &last), 0);
+	destroy_resource(c, 1, last);
+	for (int i = 0; i < 3; i++)
+		pass_blob(&t, wl, t.channel_res);
+	CHECK_EQ(sdev_client_create_guest_blob(c, 1, mem, 4096, &last), 0);
+	CHECK(test_ctx_send(&t, msg, sizeof(msg), 1, &last, &type) < 0);
+	expect_lost(c, 1, "fd budget reached");
+	pass_blob(&t2, wl2, other_blob); // the other guest is unaffected
+	test_ctx_destroy(&t);
+	close(wl);
+
+	// Compositor fds past the budget end the context they came to.
+	open_ctx(c, 2, &t, &wl);
+	fill_budget(c, 2, mem, 1, &last);
+	int sent[2] = { sml_memfd_create("a", 4096), sml_memfd_create("b", 4096) };
+	fake_send(wl, msg, sizeof(msg), sent, 2);
+	struct cd_command ev;
+	uint8_t page[CD_RING_SIZE];
+	poll_event(&t, &ev, page); // the end of the stream, not a partial message
+	CHECK(ev.cmd == CD_CMD_RECEIVE && ev.data_size == 0 && ev.u.sr.num_identifiers == 0);
+	expect_lost(c, 2, "fd budget reached");
+	test_ctx_destroy(&t);
+	close(wl);
+
+	// A read pipe needs 3: its read end, the event loop's dup, the write end.
+	open_ctx(c, 3, &t, &wl);
+	fill_budget(c, 3, mem, 2, &last);
+	uint32_t pipe_id = CD_READ_PIPE_ID_BASE + 1, pipe_type = CD_ID_READ_PIPE;
+	CHECK(test_ctx_send(&t, msg, sizeof(msg), 1, &pipe_id, &pipe_type) < 0);
+	expect_lost(c, 3, "fd budget reached: no room for another pipe");
+	test_ctx_destroy(&t);
+	close(wl);
+
+	// All of it came back: exactly the whole budget is there again.
+	open_ctx(c, 4, &t, &wl);
+	fill_budget(c, 4, mem, 0, &last);
+	CHECK_EQ(sdev_client_create_guest_blob(c, 4, mem, 4096, &last), -EMFILE);
+	test_ctx_destroy(&t);
+	close(wl);
+
+	test_ctx_destroy(&t2);
+	close(wl2);
+	sdev_client_destroy(other);
+	sdev_client_destroy(c);
+	for (int i = 0; i < 2; i++)
+		close(sent[i]);
+	close(mem);
+	usleep(200000); // the daemon reaps closed connections from its loop
+	CHECK_EQ(harness_count_fds(budget_pid), host_fds);
+	printf("fd budget %d: blobs, queued fds, compositor fds and pipes enforced\n",
+	       FD_BUDGET);
+}
+
 static int free_tcp_port(void)
 {
 	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -510,6 +623,7 @@ int main(void)
 	snprintf(fake_path, sizeof(fake_path), "%s/scripted-compositor", dir);
 	snprintf(host_sock, sizeof(host_sock), "%s/host.sock", dir);
 	snprintf(small_sock, sizeof(small_sock), "%s/small.sock", dir);
+	snprintf(budget_sock, sizeof(budget_sock), "%s/budget.sock", dir);
 	fake_listener = harness_listen_unix(fake_path);
 	int port = free_tcp_port();
 	char tcp_arg[64];
@@ -518,6 +632,9 @@ int main(void)
 	small_pid = harness_start_host(small_sock, fake_path, "--max-queue=256", "--max-pipes=4",
 				       "--max-contexts=3", "--max-resources=8", "--max-memory=1",
 				       "--max-connections=4", NULL);
+	char budget_arg[32];
+	snprintf(budget_arg, sizeof(budget_arg), "--max-fds=%d", FD_BUDGET);
+	budget_pid = harness_start_host(budget_sock, fake_path, budget_arg, NULL);
 
 	struct sdev_client *c = sdev_client_connect(host_sock);
 	int passed = 0;
@@ -541,8 +658,11 @@ int main(void)
 	printf("--- limits\n");
 	usleep(100000); // the daemon reaps closed connections from its loop
 	test_limits(), passed++;
+	printf("--- fd budget\n");
+	test_fd_budget(), passed++;
 	printf("--- no leaks over 100 pipe cycles\n");
 	test_no_leaks(100), passed++;
+	CHECK_EQ(harness_stop(budget_pid), 0);
 	CHECK_EQ(harness_stop(small_pid), 0);
 	CHECK_EQ(harness_stop(host_pid), 0);
 	printf("%d passed, 0 failed\n", passed);
