@@ -31,7 +31,8 @@ static int listener = -1;
 static struct host_config config = {
 	.display = display,
 	.limits = { .max_conns = 4, .max_contexts = 8, .max_resources = 64, .max_pipes = 8,
-		    .max_memory = 16u << 20, .max_queue = 256u << 10, .max_items = 64 },
+		    .max_memory = 16u << 20, .max_queue = 256u << 10, .max_items = 64,
+		    .max_fds = 96 },
 };
 
 static void remove_socket(void)
