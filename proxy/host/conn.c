@@ -84,6 +84,9 @@ void host_conn_destroy(struct host_conn *conn)
 	if (!conn)
 		return;
 	host_device_release(conn);
+	if (conn->nfds)
+		sml_err("%s: %u fds still on the budget after release (a bug)", conn->name,
+			conn->nfds);
 	for (size_t i = 0; i < conn->in_nfds; i++)
 		close(conn->in_fds[i]);
 	sml_wqueue_finish(&conn->out);
