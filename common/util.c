@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,17 +62,42 @@ int sml_count_open_fds(void)
 	return n - 1; // the directory's own fd
 }
 
+static rlim_t soft_fd_limit_found = RLIM_INFINITY; // RLIM_INFINITY: not raised
+
 unsigned long sml_raise_fd_limit(void)
 {
 	struct rlimit lim;
 	if (getrlimit(RLIMIT_NOFILE, &lim) < 0)
 		return 0;
 	if (lim.rlim_cur < lim.rlim_max) {
+		soft_fd_limit_found = lim.rlim_cur;
 		lim.rlim_cur = lim.rlim_max;
 		if (setrlimit(RLIMIT_NOFILE, &lim) < 0)
 			getrlimit(RLIMIT_NOFILE, &lim);
 	}
 	return (unsigned long)lim.rlim_cur;
+}
+
+void sml_restore_fd_limit(void)
+{
+	struct rlimit lim;
+	if (soft_fd_limit_found == RLIM_INFINITY || getrlimit(RLIMIT_NOFILE, &lim) < 0)
+		return;
+	lim.rlim_cur = soft_fd_limit_found;
+	setrlimit(RLIMIT_NOFILE, &lim);
+}
+
+uint64_t sml_fd_size(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return 0;
+	if (S_ISREG(st.st_mode)) // memfds too
+		return (uint64_t)st.st_size;
+	off_t end = lseek(fd, 0, SEEK_END);
+	if (end > 0)
+		lseek(fd, 0, SEEK_SET);
+	return end > 0 ? (uint64_t)end : 0;
 }
 
 uint64_t sml_now_ns(void)

@@ -34,8 +34,13 @@ int sml_memfd_create(const char *name, uint64_t size);
 int sml_count_open_fds(void);
 // Raises the soft limit on open fds to the hard one (a daemon that holds
 // guests' fds should not stop at the historical 1024); returns the limit.
-// Not for processes that start programs: select() users expect 1024.
 unsigned long sml_raise_fd_limit(void);
+// Puts back the soft limit sml_raise_fd_limit found, in a child before it
+// runs a program: select() users expect 1024.
+void sml_restore_fd_limit(void);
+// Bytes behind an fd: memfds and files tell fstat; dma-bufs report 0 there
+// and tell lseek (SEEK_END, then back to 0). 0 when neither knows.
+uint64_t sml_fd_size(int fd);
 // Monotonic time in nanoseconds.
 uint64_t sml_now_ns(void);
 

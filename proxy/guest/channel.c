@@ -475,6 +475,11 @@ static bool channel_take_fd(struct guest_channel *ch, int fd)
 	if (img)
 		return channel_push_out_fd(ch, (struct out_fd){ .fd = fd, .kind = OUT_IMAGE,
 								.res = img->res });
+	// Write-only first: a file given to wl_data_offer.receive is seekable
+	// but no memory to share.
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0 && (fl & O_ACCMODE) == O_WRONLY)
+		return channel_push_out_fd(ch, (struct out_fd){ .fd = fd, .kind = OUT_PIPE });
 	// Measure without moving the offset the client shares with us.
 	// (dma-bufs know only SEEK_END and SEEK_SET to 0.)
 	off_t cur = lseek(fd, 0, SEEK_CUR);
@@ -483,9 +488,6 @@ static bool channel_take_fd(struct guest_channel *ch, int fd)
 		lseek(fd, cur >= 0 ? cur : 0, SEEK_SET);
 		return channel_take_memory(ch, fd, end);
 	}
-	int fl = fcntl(fd, F_GETFL);
-	if (fl >= 0 && (fl & O_ACCMODE) == O_WRONLY)
-		return channel_push_out_fd(ch, (struct out_fd){ .fd = fd, .kind = OUT_PIPE });
 	close(fd);
 	channel_fail(ch, "the client sent an fd that is neither memory nor a pipe's write end "
 		     "(flags %#o)", fl);
@@ -598,7 +600,8 @@ static void channel_read_client(struct guest_channel *ch)
 	if (truncated) {
 		for (size_t i = 0; i < nfds; i++)
 			close(fds[i]);
-		channel_fail(ch, "the client sent more than %u fds at once", CD_MAX_IDENTIFIERS);
+		channel_fail(ch, "fds the client sent were lost: more than %u at once, or "
+			     "sommelier is out of fds", CD_MAX_IDENTIFIERS);
 		return;
 	}
 	for (size_t i = 0; i < nfds; i++) {

@@ -16,16 +16,29 @@
 #include "client.h"
 #include "log.h"
 #include "options.h"
+#include "util.h"
 
 struct run_state {
 	bool running;
+	bool terminating; // SIGTERM went to the program: stop when it has gone
 	pid_t child; // 0 once reaped
 	int status; // what sommelier exits with
 };
 
+// Stopping a wrapper stops its program: SIGTERM is passed on and sommelier
+// leaves with the program's status when it has gone. SIGINT from a terminal
+// reached the program already (same process group), so it is not repeated.
 static int on_terminate(int signal_number, void *data)
 {
 	struct run_state *st = data;
+	if (st->child > 0) {
+		sml_info("signal %d: %s the program", signal_number,
+			 signal_number == SIGTERM ? "passing it to" : "waiting for");
+		if (signal_number == SIGTERM)
+			kill(st->child, SIGTERM);
+		st->terminating = true;
+		return 0;
+	}
 	sml_info("signal %d: shutting down", signal_number);
 	st->running = false;
 	return 0;
@@ -41,6 +54,7 @@ static int on_child(int signal_number, void *data)
 			continue;
 		st->child = 0;
 		st->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		st->running = !st->terminating;
 	}
 	return 0;
 }
@@ -79,6 +93,7 @@ static pid_t spawn(char **program, int fd, const char *display_name)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGPIPE, SIG_DFL);
+	sml_restore_fd_limit();
 	execvp(program[0], program);
 	fprintf(stderr, "sommelier: cannot run %s: %s\n", program[0], strerror(errno));
 	_exit(127);
@@ -185,6 +200,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	sml_dbg("open files limit: %lu", sml_raise_fd_limit());
 	struct wl_display *display = wl_display_create();
 	struct guest_server *server = display ? guest_server_create(display, &opts.config) : NULL;
 	struct wl_event_loop *loop = display ? wl_display_get_event_loop(display) : NULL;

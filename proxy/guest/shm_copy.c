@@ -189,6 +189,9 @@ static struct wl_proxy *host_buffer(struct copy_buffer *b, uint32_t shm_format)
 							 b->height, (int32_t)b->image.stride,
 							 shm_format);
 	wl_proxy_marshal_flags(pool, POOL_DESTROY, NULL, version, WL_MARSHAL_FLAG_DESTROY);
+	// The request holds its own dup and the mapping keeps the memory: a
+	// client with many buffers must not cost sommelier an fd for each.
+	sml_close(&b->image.fd);
 	return buffer;
 }
 
@@ -438,12 +441,19 @@ static bool copy_region(struct copy_buffer *to, const struct copy_buffer *from,
 	return !from->pool->broken;
 }
 
-// Copies what the host lacks of `b` after this commit's damage.
-static bool copy_buffer(struct copy_buffer *b, pixman_region32_t *damage)
+// Adds damage to what b's host copy lacks; damage outside b means nothing
+// (clients damage generously, and compositors ignore the excess).
+static void add_stale(struct copy_buffer *b, pixman_region32_t *damage)
 {
 	pixman_region32_union(&b->stale, &b->stale, damage);
 	pixman_region32_intersect_rect(&b->stale, &b->stale, 0, 0, (unsigned)b->width,
 				       (unsigned)b->height);
+}
+
+// Copies what the host lacks of `b` after this commit's damage.
+static bool copy_buffer(struct copy_buffer *b, pixman_region32_t *damage)
+{
+	add_stale(b, damage);
 	bool ok = copy_region(b, b, &b->stale);
 	pixman_region32_clear(&b->stale);
 	return ok;
@@ -457,7 +467,7 @@ static void mark_others_stale(struct copy_surface *s, struct copy_buffer *b,
 	struct copy_buffer *other;
 	wl_list_for_each(other, &s->buffers, surface_link)
 		if (other != b)
-			pixman_region32_union(&other->stale, &other->stale, damage);
+			add_stale(other, damage);
 	if (b->surface == s)
 		return;
 	if (b->surface)
@@ -472,8 +482,8 @@ static bool surface_commit(struct copy_surface *s)
 	bool ok = true;
 	if (b) {
 		if (s->full_damage)
-			pixman_region32_init_rect(&s->damage, 0, 0, (unsigned)b->width,
-						  (unsigned)b->height);
+			pixman_region32_reset(&s->damage, &(pixman_box32_t){ 0, 0, b->width,
+									     b->height });
 		ok = copy_buffer(b, &s->damage);
 		mark_others_stale(s, b, &s->damage);
 		b->held = true;

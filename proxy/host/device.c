@@ -388,21 +388,6 @@ static struct host_resource *resource_add(struct host_conn *conn, struct host_ct
 	return res;
 }
 
-// Bytes behind an fd: memfds and files tell fstat; dma-bufs report 0 there
-// and tell lseek instead (they only support SEEK_END and SEEK_SET to 0).
-static uint64_t fd_size(int fd)
-{
-	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return 0;
-	if (S_ISREG(st.st_mode)) // memfds too
-		return (uint64_t)st.st_size;
-	off_t end = lseek(fd, 0, SEEK_END);
-	if (end > 0)
-		lseek(fd, 0, SEEK_SET);
-	return end > 0 ? (uint64_t)end : 0;
-}
-
 // Finds the memory behind a new blob: the guest's fd, or the xd's.
 static int blob_memory(struct host_ctx *ctx, const struct sdev_msg *msg, const int *fds,
 		       int *fd_out, const char **why)
@@ -418,7 +403,7 @@ static int blob_memory(struct host_ctx *ctx, const struct sdev_msg *msg, const i
 	if (msg->hdr.num_fds != 1)
 		return *why = "a guest blob needs its memory fd", -EINVAL;
 	// A wl_shm pool may end mid-page; its blob is the page-rounded size.
-	if (sml_page_round_up(fd_size(fds[0])) < b->size)
+	if (sml_page_round_up(sml_fd_size(fds[0])) < b->size)
 		return *why = "guest fd is smaller than the blob", -EINVAL;
 	*fd_out = fds[0];
 	return 0;
