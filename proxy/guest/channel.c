@@ -986,19 +986,51 @@ static int remember_image(struct guest_channel *ch, int fd, uint32_t res)
 	return 0;
 }
 
+// The host chose the layout: one it got wrong must not make the copies
+// write past the memory (or past the end of its file: SIGBUS).
+static bool layout_holds(const struct cd_image_requirements *reqs, uint32_t width,
+			 uint32_t height, uint32_t bpp)
+{
+	uint64_t row = (uint64_t)width * bpp;
+	bool ok = width && height && reqs->strides[0] >= row &&
+		  reqs->offsets[0] + (uint64_t)reqs->strides[0] * (height - 1) + row <= reqs->size;
+	if (!ok)
+		sml_warn("the host's layout for a %ux%u image (offset %u, stride %u, size %llu) "
+			 "does not hold it", width, height, reqs->offsets[0], reqs->strides[0],
+			 (unsigned long long)reqs->size);
+	return ok;
+}
+
+static int claim_image(struct guest_channel *ch, const struct cd_image_requirements *reqs,
+		       uint32_t *res, int *fd)
+{
+	int ret = ch->dev->impl->create_host_blob(ch->dev, reqs->blob_id, reqs->size, res, fd);
+	if (ret < 0)
+		return ret;
+	uint64_t file = sml_fd_size(*fd);
+	if (file < reqs->size) {
+		sml_warn("the host's blob for an image has %llu bytes of %llu",
+			 (unsigned long long)file, (unsigned long long)reqs->size);
+		ret = -EPROTO;
+	} else if ((ret = remember_image(ch, *fd, *res)) == 0) {
+		return 0;
+	}
+	ch->dev->impl->destroy_resource(ch->dev, *res);
+	sml_close(fd);
+	return ret;
+}
+
 int guest_channel_alloc_image(struct guest_channel *ch, uint32_t width, uint32_t height,
-			      uint32_t drm_format, struct guest_image *out)
+			      uint32_t drm_format, uint32_t bpp, struct guest_image *out)
 {
 	struct cd_image_requirements reqs;
 	uint32_t res = 0;
 	int fd = -1;
 	int ret = ch->closing ? -EPIPE : query_reqs(ch, width, height, drm_format, &reqs);
+	if (ret == 0 && !layout_holds(&reqs, width, height, bpp))
+		ret = -EPROTO;
 	if (ret == 0)
-		ret = ch->dev->impl->create_host_blob(ch->dev, reqs.blob_id, reqs.size, &res, &fd);
-	if (ret == 0 && (ret = remember_image(ch, fd, res)) < 0) {
-		ch->dev->impl->destroy_resource(ch->dev, res);
-		close(fd);
-	}
+		ret = claim_image(ch, &reqs, &res, &fd);
 	// Waiting may have read fences off the device: handle them now.
 	channel_device_events(ch, false);
 	if (ret < 0)

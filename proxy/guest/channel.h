@@ -44,7 +44,8 @@ void guest_channel_poll(struct guest_channel *ch);
 // Host memory for one image (the copy path): the host's layout for it
 // (GET_IMAGE_REQUIREMENTS) and its blob. The fd maps the memory and, sent
 // through the client's stream (in a wl_shm pool), reaches the host as that
-// same blob.
+// same blob. A layout that does not hold width x height pixels of `bpp`
+// bytes, or a blob smaller than the layout, fails with -EPROTO.
 struct guest_image {
 	int fd;
 	uint32_t res;
@@ -53,7 +54,7 @@ struct guest_image {
 };
 
 int guest_channel_alloc_image(struct guest_channel *ch, uint32_t width, uint32_t height,
-			      uint32_t drm_format, struct guest_image *out);
+			      uint32_t drm_format, uint32_t bpp, struct guest_image *out);
 // Closes the fd and releases the blob.
 void guest_channel_free_image(struct guest_channel *ch, struct guest_image *image);
 

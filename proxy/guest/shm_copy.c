@@ -154,7 +154,7 @@ static int alloc_image(struct copy_buffer *b, uint32_t fourcc)
 {
 	int ret = b->gc->channel ?
 		guest_channel_alloc_image(b->gc->channel, (uint32_t)b->width,
-					  (uint32_t)b->height, fourcc, &b->image) :
+					  (uint32_t)b->height, fourcc, b->bpp, &b->image) :
 		alloc_local((uint32_t)b->width, (uint32_t)b->height, b->bpp, &b->image);
 	if (ret < 0)
 		return ret;

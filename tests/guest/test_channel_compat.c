@@ -71,6 +71,8 @@ struct script_dev {
 	bool claim_unmappable;
 	int wait_error; // what wait() answers
 	unsigned waits;
+	struct cd_image_requirements reqs; // what a successful wait leaves in the query ring
+	uint64_t blob_bytes; // 0: a claimed blob's memfd has the size asked for
 };
 
 static struct script_dev *to_script(struct vgpu_dev *dev)
@@ -139,7 +141,7 @@ static int script_create_host_blob(struct vgpu_dev *dev, uint64_t blob_id, uint6
 		close(p[1]);
 		*fd = p[0];
 	} else {
-		*fd = sml_memfd_create("script-blob", size);
+		*fd = sml_memfd_create("script-blob", s->blob_bytes ? s->blob_bytes : size);
 		CHECK(*fd >= 0);
 	}
 	*res = s->next_res++;
@@ -199,6 +201,8 @@ static int script_wait(struct vgpu_dev *dev, uint32_t res)
 	struct script_dev *s = to_script(dev);
 	CHECK_EQ(res, s->ring_res[0]);
 	s->waits++;
+	if (!s->wait_error)
+		memcpy(s->rings[0], &s->reqs, sizeof(s->reqs));
 	return s->wait_error;
 }
 
@@ -529,11 +533,55 @@ static void test_image_wait_fails(void)
 	chan_open(&c, loop);
 	c.dev.wait_error = -ETIMEDOUT;
 	struct guest_image img;
-	CHECK_EQ(guest_channel_alloc_image(c.ch, 64, 64, 0x34325258, &img), -ETIMEDOUT);
-	CHECK_EQ(guest_channel_alloc_image(c.ch, 64, 64, 0x34325258, &img), -EPIPE);
+	CHECK_EQ(guest_channel_alloc_image(c.ch, 64, 64, 0x34325258, 4, &img), -ETIMEDOUT);
+	CHECK_EQ(guest_channel_alloc_image(c.ch, 64, 64, 0x34325258, 4, &img), -EPIPE);
 	CHECK_EQ(c.dev.waits, 1);
 	run_until(&c, has_closed);
 	CHECK(strstr(c.reason, "GET_IMAGE_REQUIREMENTS") != NULL);
+	chan_close(&c);
+	wl_event_loop_destroy(loop);
+	CHECK_EQ(sml_count_open_fds(), base);
+}
+
+// The host's image layout is checked before any pixel is copied into it:
+// rows narrower than the image, rows running past the blob, a blob fd
+// shorter than the layout all fail the allocation, leaving nothing behind.
+static void test_image_layout(void)
+{
+	int base = sml_count_open_fds();
+	struct wl_event_loop *loop = wl_event_loop_create();
+	struct chan c;
+	chan_open(&c, loop);
+	struct guest_image img;
+	static const struct {
+		uint32_t w, stride, offset, size, blob_bytes;
+		int want;
+	} cases[] = {
+		{ 64, 256, 0, 16384, 0, 0 }, // 64 x 64 x 4 exactly
+		{ 65, 256, 0, 16640, 0, -EPROTO }, // a row of 65 is 260 bytes
+		{ 66, 512, 0, 32768, 0, -EPROTO }, // 65 rows of 512: the last ends at byte 33032
+		{ 67, 512, 520, 32768, 0, -EPROTO }, // the offset pushes it past the end
+		{ 68, 512, 0, 32768, 4096, -EPROTO }, // the blob is shorter than the layout
+	};
+	for (size_t i = 0; i < SML_ARRAY_LEN(cases); i++) {
+		uint32_t h = cases[i].w == 66 ? 65 : 64; // each size asks the host anew
+		c.dev.reqs = (struct cd_image_requirements){
+			.strides = { cases[i].stride }, .offsets = { cases[i].offset },
+			.size = cases[i].size, .blob_id = 7 + (uint32_t)i,
+		};
+		c.dev.blob_bytes = cases[i].blob_bytes;
+		unsigned destroyed = c.dev.destroyed_res, claims = c.dev.claims;
+		CHECK_EQ(guest_channel_alloc_image(c.ch, cases[i].w, h, 0x34325258, 4, &img),
+			 cases[i].want);
+		if (cases[i].want == 0) {
+			CHECK(img.fd >= 0 && img.stride == 256 && img.size == 16384);
+			guest_channel_free_image(c.ch, &img);
+		} else if (cases[i].blob_bytes) {
+			CHECK_EQ(c.dev.destroyed_res, destroyed + 1); // claimed, then released
+		} else {
+			CHECK_EQ(c.dev.claims, claims); // never claimed
+		}
+	}
 	chan_close(&c);
 	wl_event_loop_destroy(loop);
 	CHECK_EQ(sml_count_open_fds(), base);
@@ -550,6 +598,7 @@ int main(void)
 		{ "blob", test_blob },
 		{ "blob that cannot be claimed", test_blob_unclaimable },
 		{ "image requirements unanswered", test_image_wait_fails },
+		{ "image layout that does not hold the image", test_image_layout },
 	};
 	int passed = harness_run(tests, SML_ARRAY_LEN(tests));
 	printf("%d passed, 0 failed\n", passed);
