@@ -5,7 +5,8 @@
 set -u
 bin=$1
 tmp=$(mktemp -d)
-trap 'kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+# Programs of a failed check must not outlive it (they hold the output).
+trap 'kill $pid 2>/dev/null; pkill -f "$tmp/"; pkill -xf "sleep 29.37"; rm -rf "$tmp"' EXIT
 pid=
 fail() { echo "FAIL: $*"; exit 1; }
 mkdir -m 700 "$tmp/run"
@@ -28,6 +29,21 @@ grep -q "sommelier-host" "$tmp/err" || fail "no host: message does not say what 
 "$bin" --display=nowhere sh -c 'exit 7'; [ $? -eq 7 ] || fail "exit status not passed on"
 "$bin" --display=nowhere -- sh -c 'exit 3' --help; [ $? -eq 3 ] || fail "-- form"
 "$bin" --display=nowhere sh -c 'kill -TERM $$'; [ $? -eq 143 ] || fail "signal status"
+# Stopping sommelier stops its program: SIGTERM is passed on, and sommelier
+# leaves with the program's status (here what its handler chose, then that
+# of a program killed by it); the soft fd limit it raised for itself is not
+# the program's.
+"$bin" --display=nowhere sh -c 'trap "exit 9" TERM; touch "$0.up"; while :; do sleep 0.05; done' \
+	"$tmp/trap" & pid=$!
+n=0; while [ ! -e "$tmp/trap.up" ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n + 1)); done
+kill -TERM $pid; wait $pid; [ $? -eq 9 ] || fail "SIGTERM: the program's handler status"
+"$bin" --display=nowhere sh -c 'touch "$0.up"; exec sleep 29.37' "$tmp/sleep" & pid=$!
+n=0; while [ ! -e "$tmp/sleep.up" ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n + 1)); done
+sleep 0.1 # past the exec
+kill -TERM $pid; wait $pid; [ $? -eq 143 ] || fail "SIGTERM: not passed on to the program"
+! ps -eo args | grep -qx "sleep 29.37" || fail "SIGTERM: the program outlived sommelier"
+[ "$("$bin" --display=nowhere sh -c 'ulimit -Sn')" = "$(ulimit -Sn)" ] ||
+	fail "the program got sommelier's raised fd limit"
 # The child sees a Wayland socket of its own and a display for its children.
 "$bin" --display=nowhere sh -c '[ -n "$WAYLAND_SOCKET" ] && [ -S "$XDG_RUNTIME_DIR/$WAYLAND_DISPLAY" ]' ||
 	fail "child environment"

@@ -1246,6 +1246,122 @@ def test_compositor_gone(env):
             (statuses, took, status, new_took, env.log_tail(newcomer, 1), raw_status,
              raw_detail or ""))
 
+class CopyClient:
+    """A raw client of a copy-path sommelier: a 64x64 surface, `nbuf` buffers."""
+
+    W = H = 64
+
+    def __init__(self, path, nbuf=2):
+        self.c = RawClient(path)
+        self.next_id = 3  # ids are dense: 2 and 3 went to registry_of
+        globals_, status, detail = registry_of(self.c)
+        check(status == "done", "registry round trip: %s %s" % (status, detail))
+        self.compositor = self.bind(globals_, "wl_compositor", 4)
+        self.shm = self.bind(globals_, "wl_shm", 1)
+        self.memfd = os.memfd_create("sml-e2e-copy", os.MFD_CLOEXEC)
+        stride, size = self.W * 4, self.W * 4 * self.H * nbuf
+        os.ftruncate(self.memfd, size)
+        self.pool = self.new_id()
+        self.c.send(self.shm, 0, struct.pack("=Ii", self.pool, size), fds=[self.memfd])
+        self.buffers = [self.buffer(i * stride * self.H) for i in range(nbuf)]
+        self.surface = self.new_id()
+        self.c.send(self.compositor, 0, struct.pack("=I", self.surface))
+
+    def new_id(self):
+        self.next_id += 1
+        return self.next_id
+
+    def bind(self, globals_, iface, version):
+        check(iface in globals_, "no %s global" % iface)
+        new = self.new_id()
+        self.c.send(2, 0, struct.pack("=I", globals_[iface][0]) + wl_string(iface) +
+                    struct.pack("=II", version, new))
+        return new
+
+    def buffer(self, offset, w=W, h=H):
+        new = self.new_id()
+        self.c.send(self.pool, 0, struct.pack("=IiiiiI", new, offset, w, h, w * 4, 1))
+        return new
+
+    def commit(self, buf, rects=(), surface_damage=False):
+        self.c.send(self.surface, 1, struct.pack("=Iii", buf, 0, 0))  # attach
+        if surface_damage:
+            self.c.send(self.surface, 2, struct.pack("=iiii", 0, 0, 1, 1))
+        msg = b"".join(struct.pack("=II", self.surface, (24 << 16) | 9) +
+                       struct.pack("=iiii", *r) for r in rects)  # damage_buffer
+        if msg:
+            self.c.sock.sendall(msg)
+        self.c.send(self.surface, 6)  # commit
+
+    def roundtrip(self):
+        status, detail = self.c.roundtrip(self.new_id())
+        check(status == "done", "round trip: %s %s" % (status, detail))
+
+    def close(self):
+        self.c.close()
+        os.close(self.memfd)
+
+
+# Damage is a client's to get wrong: rectangles past the buffer (generous
+# damage, or surface units under a buffer scale) and before it are clipped.
+# They used to reach the copies of the other buffer, whose catch-up then
+# wrote past its host memory: sommelier crashed, with every client.
+def test_copy_damage_outside_buffer(env):
+    name = "sml-damage"
+    parent = env.start_parent(name, "--shm-copy")
+    bystander = CopyClient(env.path(name))
+    c = CopyClient(env.path(name))
+    a, b = c.buffers
+    for damage in ((10, 10, 100000, 100000), (32, 32, 64, 64), (-8, -8, 16, 16),
+                   (-100000, 0, 200000, 64)):
+        c.commit(a, [(0, 0, 64, 64)])
+        c.roundtrip()
+        c.commit(b, [damage])
+        c.roundtrip()
+        time.sleep(0.2)  # weston releases a; the catch-up copies into it
+        c.roundtrip()
+        check(parent.poll() is None, "sommelier died after damage %s: %s" %
+              (damage, env.log_tail(parent)))
+    bystander.roundtrip()
+    c.close()
+    bystander.close()
+    env.stop(parent)
+    return "4 kinds of damage outside a buffer clipped; sommelier and a bystander fine"
+
+
+# Copy-path buffers and damage cost sommelier nothing that outlives them:
+# no fd per buffer (a client with many buffers would exhaust sommelier's
+# fds, and other clients with them) and no memory per commit when
+# damage_buffer rectangles and wl_surface.damage mix (that leaked).
+def test_copy_no_growth(env):
+    name = "sml-copy-growth"
+    parent = env.start_parent(name, "--shm-copy")
+    c = CopyClient(env.path(name), nbuf=1)
+    c.roundtrip()
+    fds_before = fd_count(parent.pid)
+    extra = [c.buffer(0, 1, 1) for _ in range(300)]
+    c.roundtrip()
+    fds_after = fd_count(parent.pid)
+    rects = [(2 * (i % 32), 2 * (i // 32), 1, 1) for i in range(512)]
+    for i in range(50):  # warm up: allocations that stay are not leaks
+        c.commit(c.buffers[0], rects, surface_damage=True)
+    c.roundtrip()
+    rss_before = rss_kib(parent.pid)
+    for i in range(1000):
+        c.commit(c.buffers[0], rects, surface_damage=True)
+        if i % 50 == 49:
+            c.roundtrip()
+    rss_after = rss_kib(parent.pid)
+    numbers = ("300 buffers: sommelier fds %d -> %d; 1000 commits of 512 rectangles and a "
+               "surface damage: RSS %d -> %d KiB" % (fds_before, fds_after, rss_before,
+                                                     rss_after))
+    check(fds_after - fds_before < 30, "an fd per buffer: " + numbers)
+    check(rss_after - rss_before < 2048, "memory grows with commits: " + numbers)
+    del extra
+    c.close()
+    env.stop(parent)
+    return numbers
+
 
 TESTS = [
     test_globals_match,
@@ -1256,6 +1372,8 @@ TESTS = [
     test_pixels_copy_repaint,
     test_pixels_copy_history,
     test_pixels_copy_catch_up,
+    test_copy_damage_outside_buffer,
+    test_copy_no_growth,
     test_fifty_clients_isolation,
     test_no_growth_500_cycles,
     test_host_protocol_error,

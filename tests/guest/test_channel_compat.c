@@ -367,6 +367,22 @@ static void test_wire_forms(void)
 	CHECK_EQ(c.dev.sends[0].size + c.dev.sends[1].size, sizeof(msg));
 	CHECK(!c.dev.two_polls && c.dev.polls == 1);
 
+	// A write-only file (wl_data_offer.receive into a file) is a pipe's
+	// write end too, although it can seek.
+	char path[] = "/tmp/sml-compat-XXXXXX";
+	int file = mkstemp(path);
+	CHECK(file >= 0);
+	close(file);
+	file = open(path, O_WRONLY | O_CLOEXEC);
+	unlink(path);
+	CHECK(file >= 0 && sml_send_fds(c.wl, msg, sizeof(msg), &file, 1, 0) == sizeof(msg));
+	close(file);
+	for (int i = 0; i < 500 && c.dev.nsends < 3 && !c.closed; i++)
+		turn(loop, 10);
+	CHECK_EQ(c.dev.nsends, 3);
+	CHECK(c.dev.sends[2].n == 1 && c.dev.sends[2].types[0] == CD_ID_READ_PIPE);
+	CHECK_EQ(c.closed, 0);
+
 	// Each answered POLL is followed by exactly one new one.
 	for (int i = 0; i < 3; i++) {
 		uint8_t buf[64];
