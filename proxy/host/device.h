@@ -17,6 +17,7 @@ struct host_xd;
 
 struct host_limits {
 	uint32_t max_conns;
+	uint32_t max_conns_per_peer; // 0: three quarters of max_conns
 	uint32_t max_contexts; // per connection
 	uint32_t max_resources; // per connection
 	uint32_t max_pipes; // per connection
@@ -72,6 +73,7 @@ struct host_conn {
 	bool hello_done;
 	uint64_t features;
 	char name[64]; // for logs: "conn 3 (unix)"
+	char peer[64]; // who connected: "pid 12", "cid 3", "10.0.0.2"
 
 	uint8_t *in; // SDEV_MAX_MSG_SIZE bytes of partial input
 	size_t in_len;

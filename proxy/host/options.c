@@ -35,7 +35,9 @@ static const struct option_spec specs[] = {
 	  "compositor socket name or path (default $WAYLAND_DISPLAY, else wayland-0)" },
 	{ "config", 'c', V_STRING, OPT(config_file), sizeof(((struct host_options *)0)->config_file),
 	  "config file (default $XDG_CONFIG_HOME/sommelier/sommelier.conf)" },
-	{ "max-connections", 0, V_U32, LIM(max_conns), 0, "guest connections at once (64)" },
+	{ "max-connections", 0, V_U32, LIM(max_conns), 0, "guest connections at once (128)" },
+	{ "max-connections-per-peer", 0, V_U32, LIM(max_conns_per_peer), 0,
+	  "connections of one guest process, VM or address (3/4 of max-connections)" },
 	{ "max-contexts", 0, V_U32, LIM(max_contexts), 0, "contexts per connection (64)" },
 	{ "max-resources", 0, V_U32, LIM(max_resources), 0, "resources per connection (16384)" },
 	{ "max-pipes", 0, V_U32, LIM(max_pipes), 0, "clipboard pipes per connection (256)" },
@@ -155,7 +157,7 @@ static void set_defaults(struct host_options *opts)
 {
 	*opts = (struct host_options){
 		.config.limits = {
-			.max_conns = 64,
+			.max_conns = 128,
 			.max_contexts = 64,
 			.max_resources = 16384,
 			.max_pipes = 256,

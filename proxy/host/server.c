@@ -72,17 +72,68 @@ void host_server_destroy(struct host_server *server)
 	free(server);
 }
 
+// Who is at the other end: the process of a Unix peer (a guest proxy),
+// the VM of a vsock peer, the address of a TCP peer.
+static void peer_of(int fd, char *out, size_t size)
+{
+	struct ucred cred;
+	struct sockaddr_storage addr;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0) {
+		snprintf(out, size, "pid %d", (int)cred.pid);
+		return;
+	}
+	len = sizeof(addr);
+	if (getpeername(fd, (struct sockaddr *)&addr, &len) == 0 && addr.ss_family == AF_VSOCK)
+		snprintf(out, size, "cid %u", ((struct sockaddr_vm *)&addr)->svm_cid);
+	else if (getpeername(fd, (struct sockaddr *)&addr, &len) < 0 ||
+		 getnameinfo((struct sockaddr *)&addr, len, out, (socklen_t)size, NULL, 0,
+			     NI_NUMERICHOST) != 0)
+		snprintf(out, size, "unknown peer");
+}
+
+static uint32_t peer_conns(struct host_server *server, const char *peer)
+{
+	uint32_t n = 0;
+	struct host_conn *conn;
+	wl_list_for_each(conn, &server->conns, link)
+		n += strcmp(conn->peer, peer) == 0;
+	return n;
+}
+
+// One guest may not take every connection: others keep a quarter (by default).
+static bool may_adopt(struct host_server *server, const char *peer, const char *kind)
+{
+	const struct host_limits *lim = &server->config->limits;
+	uint32_t per_peer = lim->max_conns_per_peer ? lim->max_conns_per_peer :
+			    SML_MAX(lim->max_conns - lim->max_conns / 4, 1u);
+	if (wl_list_length(&server->conns) >= (int)lim->max_conns) {
+		sml_warn("refusing a %s connection from %s: %u connections already", kind, peer,
+			 lim->max_conns);
+		return false;
+	}
+	if (peer_conns(server, peer) >= per_peer) {
+		sml_warn("refusing a %s connection from %s: it has %u already (the most one "
+			 "peer may have)", kind, peer, per_peer);
+		return false;
+	}
+	return true;
+}
+
 struct host_conn *host_server_adopt(struct host_server *server, int fd, const char *kind)
 {
-	if (wl_list_length(&server->conns) >= (int)server->config->limits.max_conns) {
-		sml_warn("refusing a %s connection: %u connections already", kind,
-			 server->config->limits.max_conns);
+	char peer[sizeof(((struct host_conn *)0)->peer)];
+	peer_of(fd, peer, sizeof(peer));
+	if (!may_adopt(server, peer, kind)) {
 		close(fd);
 		return NULL;
 	}
 	struct host_conn *conn = host_conn_create(server, server->loop, server->config, fd, kind);
-	if (conn)
-		wl_list_insert(&server->conns, &conn->link);
+	if (!conn)
+		return NULL;
+	snprintf(conn->peer, sizeof(conn->peer), "%s", peer);
+	sml_info("%s: peer %s", conn->name, peer);
+	wl_list_insert(&server->conns, &conn->link);
 	return conn;
 }
 

@@ -369,17 +369,31 @@ static void test_limits(void)
 	close(fd);
 	close(big);
 
-	// Connections: the limit counts this one too.
-	struct sdev_client *more[3];
-	for (int i = 0; i < 3; i++)
+	// Connections: the limits count this one too. This process, one peer,
+	// gets 3 of the 4; another process gets the last, and no more.
+	struct sdev_client *more[2];
+	for (int i = 0; i < 2; i++)
 		CHECK((more[i] = sdev_client_connect(small_sock)) != NULL);
 	struct sdev_client *refused = sdev_client_connect_raw(small_sock);
 	CHECK(refused != NULL && sdev_client_wait_eof(refused, TIMEOUT));
 	sdev_client_destroy(refused);
-	for (int i = 0; i < 3; i++)
+	pid_t other = fork();
+	CHECK(other >= 0);
+	if (other == 0) {
+		// _exit throughout: the test's atexit cleanup belongs to the parent.
+		if (!sdev_client_connect(small_sock))
+			_exit(1);
+		refused = sdev_client_connect_raw(small_sock);
+		_exit(refused && sdev_client_wait_eof(refused, TIMEOUT) ? 0 : 2);
+	}
+	int status;
+	CHECK(waitpid(other, &status, 0) == other && WIFEXITED(status));
+	CHECK_EQ(WEXITSTATUS(status), 0);
+	for (int i = 0; i < 2; i++)
 		sdev_client_destroy(more[i]);
 	sdev_client_destroy(c);
-	printf("limits: contexts 3, resources 8, memory 1 MiB, connections 4 enforced\n");
+	printf("limits: contexts 3, resources 8, memory 1 MiB, connections 4, 3 per peer "
+	       "enforced\n");
 }
 
 // Fills ctx `id`'s budget with blobs of `mem`, leaving `room` fds free.
@@ -631,7 +645,7 @@ int main(void)
 	host_pid = harness_start_host(host_sock, fake_path, "--log-level=info", tcp_arg, NULL);
 	small_pid = harness_start_host(small_sock, fake_path, "--max-queue=256", "--max-pipes=4",
 				       "--max-contexts=3", "--max-resources=8", "--max-memory=1",
-				       "--max-connections=4", NULL);
+				       "--max-connections=4", "--max-connections-per-peer=3", NULL);
 	char budget_arg[32];
 	snprintf(budget_arg, sizeof(budget_arg), "--max-fds=%d", FD_BUDGET);
 	budget_pid = harness_start_host(budget_sock, fake_path, budget_arg, NULL);
