@@ -44,7 +44,7 @@ static void conn_update_mask(struct host_conn *conn)
 
 struct host_conn *host_conn_create(struct host_server *server, struct wl_event_loop *loop,
 				   const struct host_config *config, int fd,
-				   const char *kind)
+				   const char *kind, const char *peer)
 {
 	static unsigned serial;
 	struct host_conn *conn = calloc(1, sizeof(*conn));
@@ -63,11 +63,12 @@ struct host_conn *host_conn_create(struct host_server *server, struct wl_event_l
 	conn->loop = loop;
 	conn->fd = fd;
 	snprintf(conn->name, sizeof(conn->name), "conn %u (%s)", ++serial, kind);
+	snprintf(conn->peer, sizeof(conn->peer), "%s", peer);
 	sml_wqueue_init(&conn->out, config->limits.max_queue);
 	wl_list_init(&conn->contexts);
 	wl_list_init(&conn->waits);
 	wl_list_init(&conn->link);
-	sml_info("%s: connected", conn->name);
+	sml_info("%s: connected, from %s", conn->name, peer);
 	return conn;
 
 err_in:

@@ -105,7 +105,7 @@ struct host_wait {
 // conn.c: framing, replies, lifetime.
 struct host_conn *host_conn_create(struct host_server *server, struct wl_event_loop *loop,
 				   const struct host_config *config, int fd,
-				   const char *kind);
+				   const char *kind, const char *peer);
 void host_conn_destroy(struct host_conn *conn);
 // Ends the connection (deferred to an idle callback; safe inside handlers).
 void host_conn_kill(struct host_conn *conn, const char *reason);

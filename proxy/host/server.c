@@ -128,12 +128,10 @@ struct host_conn *host_server_adopt(struct host_server *server, int fd, const ch
 		close(fd);
 		return NULL;
 	}
-	struct host_conn *conn = host_conn_create(server, server->loop, server->config, fd, kind);
-	if (!conn)
-		return NULL;
-	snprintf(conn->peer, sizeof(conn->peer), "%s", peer);
-	sml_info("%s: peer %s", conn->name, peer);
-	wl_list_insert(&server->conns, &conn->link);
+	struct host_conn *conn = host_conn_create(server, server->loop, server->config, fd, kind,
+						  peer);
+	if (conn)
+		wl_list_insert(&server->conns, &conn->link);
 	return conn;
 }
 
