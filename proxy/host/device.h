@@ -23,7 +23,7 @@ struct host_limits {
 	uint32_t max_pipes; // per connection
 	uint64_t max_memory; // bytes of blob memory per connection
 	size_t max_queue; // bytes queued towards one peer (compositor, pipe, guest)
-	uint32_t max_items; // cross-domain blob ids and image requirements per context
+	uint32_t max_items; // cross-domain blob ids and image requirements per connection
 	uint32_t max_fds; // fds held for one connection; 0 until host_limits_resolve_fds
 };
 
@@ -89,6 +89,7 @@ struct host_conn {
 	uint64_t memory;
 	uint32_t npipes;
 	uint32_t nfds; // charged by host_conn_take_fds
+	uint32_t nitems; // cross-domain items of all its contexts
 	bool fds_warned;
 	struct wl_list waits; // struct host_wait.link
 	uint32_t nwaits;

@@ -38,10 +38,10 @@ struct xd_item {
 	uint32_t key[4]; // ITEM_IMAGE: width, height, format, flags
 	struct host_xd *xd;
 	struct wl_event_source *source; // may be NULL: write pipe with a backlog
-	struct sml_wqueue out; // ITEM_WRITE_PIPE
+	struct sml_wqueue *out; // may be NULL: only a write pipe with an fd has one
 	bool hang_up; // close once `out` drains
 	uint32_t fds_charged; // to the connection's fd budget
-	struct wl_list link; // struct host_xd.items
+	struct wl_list link; // struct host_xd.blobs, .images or .pipes, by kind
 };
 
 struct xd_read_pipe {
@@ -78,8 +78,11 @@ struct host_xd {
 	uint32_t poll_seq;
 	bool prefer_pipes; // alternate sources so that none starves the other
 
-	struct wl_list items; // struct xd_item.link
-	uint32_t nitems;
+	// Apart by kind, so that no lookup walks what it cannot find.
+	struct wl_list blobs; // struct xd_item.link (ITEM_BLOB)
+	struct wl_list images; // struct xd_item.link (ITEM_IMAGE), oldest first
+	struct wl_list pipes; // struct xd_item.link (ITEM_WRITE_PIPE)
+	uint32_t nimages;
 	uint32_t next_item_id;
 	uint32_t last_read_pipe_id;
 	struct wl_list read_pipes; // struct xd_read_pipe.link
@@ -118,7 +121,9 @@ struct host_xd *host_xd_create(struct host_ctx *ctx)
 	xd->next_item_id = 1;
 	xd->last_read_pipe_id = CD_READ_PIPE_ID_BASE;
 	sml_wqueue_init(&xd->wl_out, ctx->conn->config->limits.max_queue);
-	wl_list_init(&xd->items);
+	wl_list_init(&xd->blobs);
+	wl_list_init(&xd->images);
+	wl_list_init(&xd->pipes);
 	wl_list_init(&xd->read_pipes);
 	return xd;
 }
@@ -130,9 +135,12 @@ static void item_destroy(struct xd_item *item)
 	if (item->kind == ITEM_WRITE_PIPE)
 		host_ctx_pipe_release(item->xd->ctx);
 	host_conn_put_fds(item->xd->ctx->conn, item->fds_charged);
-	sml_wqueue_finish(&item->out);
+	if (item->out)
+		sml_wqueue_finish(item->out);
+	free(item->out);
 	sml_close(&item->fd);
-	item->xd->nitems--;
+	item->xd->ctx->conn->nitems--;
+	item->xd->nimages -= item->kind == ITEM_IMAGE;
 	wl_list_remove(&item->link);
 	free(item);
 }
@@ -180,9 +188,11 @@ void host_xd_destroy(struct host_xd *xd)
 		munmap(xd->channel_ring, CD_RING_SIZE);
 	if (xd->query_ring)
 		munmap(xd->query_ring, CD_RING_SIZE);
+	struct wl_list *lists[] = { &xd->blobs, &xd->images, &xd->pipes };
 	struct xd_item *item, *itmp;
-	wl_list_for_each_safe(item, itmp, &xd->items, link)
-		item_destroy(item);
+	for (size_t i = 0; i < SML_ARRAY_LEN(lists); i++)
+		wl_list_for_each_safe(item, itmp, lists[i], link)
+			item_destroy(item);
 	struct xd_read_pipe *pipe, *ptmp;
 	wl_list_for_each_safe(pipe, ptmp, &xd->read_pipes, link)
 		read_pipe_destroy(pipe);
@@ -227,20 +237,57 @@ static uint32_t alloc_item_id(struct host_xd *xd)
 	return xd->next_item_id++;
 }
 
+// Image layouts a context keeps; past this the oldest is forgotten. A guest
+// caches recent answers (sommelier the last 16): a window resized through
+// thousands of sizes must not run out of ids.
+#define XD_MAX_IMAGES 256
+
+static struct wl_list *item_list(struct host_xd *xd, enum item_kind kind)
+{
+	return kind == ITEM_BLOB ? &xd->blobs : kind == ITEM_IMAGE ? &xd->images : &xd->pipes;
+}
+
+// The least recently asked-for layout goes when a context has too many, or
+// when the connection's items ran out and this context has some.
+static void make_room_for_image(struct host_xd *xd)
+{
+	const struct host_conn *conn = xd->ctx->conn;
+	if (xd->nimages < XD_MAX_IMAGES && (conn->nitems < conn->config->limits.max_items ||
+					    xd->nimages == 0))
+		return;
+	struct xd_item *oldest = wl_container_of(xd->images.next, oldest, link);
+	item_destroy(oldest);
+}
+
+static struct sml_wqueue *write_queue(const struct host_conn *conn)
+{
+	struct sml_wqueue *q = malloc(sizeof(*q));
+	if (q)
+		sml_wqueue_init(q, conn->config->limits.max_queue);
+	return q;
+}
+
 static struct xd_item *item_add(struct host_xd *xd, enum item_kind kind, int fd)
 {
-	uint32_t id = xd->nitems < xd->ctx->conn->config->limits.max_items ?
-		      alloc_item_id(xd) : 0;
+	struct host_conn *conn = xd->ctx->conn;
+	if (kind == ITEM_IMAGE)
+		make_room_for_image(xd);
+	uint32_t id = conn->nitems < conn->config->limits.max_items ? alloc_item_id(xd) : 0;
 	struct xd_item *item = id ? calloc(1, sizeof(*item)) : NULL;
 	if (!item)
 		return NULL;
+	// Only a write pipe with an fd writes: other items need no queue (4 KiB).
+	if (kind == ITEM_WRITE_PIPE && fd >= 0 && !(item->out = write_queue(conn))) {
+		free(item);
+		return NULL;
+	}
 	item->id = id;
 	item->kind = kind;
 	item->fd = fd;
 	item->xd = xd;
-	sml_wqueue_init(&item->out, xd->ctx->conn->config->limits.max_queue);
-	wl_list_insert(xd->items.prev, &item->link);
-	xd->nitems++;
+	wl_list_insert(item_list(xd, kind)->prev, &item->link);
+	conn->nitems++;
+	xd->nimages += kind == ITEM_IMAGE;
 	return item;
 }
 
@@ -587,10 +634,10 @@ static int run_init(struct host_xd *xd, const struct cd_command *cmd)
 	return 0;
 }
 
-static struct xd_item *find_item(struct host_xd *xd, uint32_t id)
+static struct xd_item *find_item(struct wl_list *list, uint32_t id)
 {
 	struct xd_item *item;
-	wl_list_for_each(item, &xd->items, link)
+	wl_list_for_each(item, list, link)
 		if (item->id == id)
 			return item;
 	return NULL;
@@ -599,8 +646,8 @@ static struct xd_item *find_item(struct host_xd *xd, uint32_t id)
 static struct xd_item *find_image(struct host_xd *xd, const uint32_t key[4])
 {
 	struct xd_item *item;
-	wl_list_for_each(item, &xd->items, link)
-		if (item->kind == ITEM_IMAGE && memcmp(item->key, key, sizeof(item->key)) == 0)
+	wl_list_for_each(item, &xd->images, link)
+		if (memcmp(item->key, key, sizeof(item->key)) == 0)
 			return item;
 	return NULL;
 }
@@ -614,6 +661,10 @@ static int run_image_requirements(struct host_xd *xd, const struct cd_command *c
 	struct cd_image_requirements reqs = { 0 };
 	int err = host_image_requirements(g->width, g->height, g->drm_format, &reqs);
 	struct xd_item *item = err ? NULL : find_image(xd, key);
+	if (item) { // the most recently used last: the first to go is the oldest
+		wl_list_remove(&item->link);
+		wl_list_insert(xd->images.prev, &item->link);
+	}
 	if (!err && !item && (item = item_add(xd, ITEM_IMAGE, -1))) {
 		memcpy(item->key, key, sizeof(key));
 		item->size = reqs.size;
@@ -754,7 +805,7 @@ static int on_write_pipe_event(int fd, uint32_t mask, void *data)
 // when the reader went away.
 static void write_pipe_flush(struct xd_item *item)
 {
-	int ret = item->fd >= 0 ? sml_wqueue_flush(&item->out, item->fd) : 0;
+	int ret = item->out ? sml_wqueue_flush(item->out, item->fd) : 0;
 	if (ret < 0 || (ret == 0 && item->hang_up)) {
 		item_destroy(item);
 		return;
@@ -770,14 +821,14 @@ static void write_pipe_flush(struct xd_item *item)
 
 static int run_write(struct host_xd *xd, const struct cd_command *cmd)
 {
-	struct xd_item *item = find_item(xd, cmd->u.rw.identifier);
-	if (!item || item->kind != ITEM_WRITE_PIPE) {
+	struct xd_item *item = find_item(&xd->pipes, cmd->u.rw.identifier);
+	if (!item) {
 		// The pipe may have closed under the guest (its reader left).
 		sml_dbg("WRITE to pipe %u that is gone: dropped", cmd->u.rw.identifier);
 		return 0;
 	}
-	if (item->fd >= 0 && cmd->data_size &&
-	    sml_wqueue_push(&item->out, cmd->data, cmd->data_size, NULL, 0) < 0)
+	if (item->out && cmd->data_size &&
+	    sml_wqueue_push(item->out, cmd->data, cmd->data_size, NULL, 0) < 0)
 		return xd_fail(xd, -ENOBUFS, "the reader of pipe %u is not reading", item->id);
 	item->hang_up = cmd->u.rw.hang_up != 0;
 	write_pipe_flush(item);
@@ -786,8 +837,10 @@ static int run_write(struct host_xd *xd, const struct cd_command *cmd)
 
 int host_xd_create_blob(struct host_xd *xd, uint64_t blob_id, uint64_t size, int *fd_out)
 {
-	struct xd_item *item = blob_id <= UINT32_MAX ? find_item(xd, (uint32_t)blob_id) : NULL;
-	if (!item || item->kind == ITEM_WRITE_PIPE)
+	struct xd_item *item = NULL;
+	if (blob_id <= UINT32_MAX && !(item = find_item(&xd->blobs, (uint32_t)blob_id)))
+		item = find_item(&xd->images, (uint32_t)blob_id);
+	if (!item)
 		return -ENOENT;
 	if (item->kind == ITEM_BLOB) {
 		if (size > sml_page_round_up(item->size))

@@ -245,6 +245,45 @@ static void test_image_requirements(void)
 	sdev_client_destroy(c);
 }
 
+// A window resized through thousands of sizes never runs out of image ids:
+// a context keeps the 256 layouts asked for last (the oldest id goes), and
+// thousands of ids across contexts cost the daemon next to no memory.
+static void test_many_image_layouts(void)
+{
+	struct sdev_client *c = sdev_client_connect(host_sock);
+	struct test_ctx t[4];
+	struct cd_image_requirements first, kept, r;
+	long rss_before = harness_rss_kib(host_pid);
+	for (uint32_t n = 0; n < 4; n++) {
+		test_ctx_create(c, 10 + n, &t[n]);
+		query_image(&t[n], 64, 64, DRM_FORMAT_ARGB8888, &first);
+		query_image(&t[n], 64, 65, DRM_FORMAT_ARGB8888, &kept);
+		for (uint32_t i = 0; i < 2000; i++) {
+			if (i % 200 == 0) // asked for again: the most recently used
+				query_image(&t[n], 64, 65, DRM_FORMAT_ARGB8888, &r);
+			query_image(&t[n], 100 + i, 64, DRM_FORMAT_ARGB8888, &r);
+			CHECK(r.size != 0 && r.blob_id != 0);
+		}
+	}
+	long rss_after = harness_rss_kib(host_pid);
+	uint32_t res;
+	int fd;
+	CHECK_EQ(sdev_client_create_host_blob(c, 13, first.blob_id, first.size, &res, &fd),
+		 -ENOENT);
+	CHECK_EQ(sdev_client_create_host_blob(c, 13, kept.blob_id, kept.size, &res, &fd), 0);
+	close(fd);
+	CHECK_EQ(sdev_client_create_host_blob(c, 13, r.blob_id, r.size, &res, &fd), 0);
+	close(fd);
+	query_image(&t[3], 64, 64, DRM_FORMAT_ARGB8888, &r); // forgotten, so asked anew
+	CHECK(r.size == first.size && r.blob_id != first.blob_id);
+	printf("8000 image layouts in 4 contexts: daemon RSS %ld -> %ld KiB\n", rss_before,
+	       rss_after);
+	CHECK(rss_after - rss_before < 2048);
+	for (uint32_t n = 0; n < 4; n++)
+		test_ctx_destroy(&t[n]);
+	sdev_client_destroy(c);
+}
+
 // weston answers a request on an unknown object with wl_display.error and
 // closes the client: the guest sees the error, then a zero-length RECEIVE.
 static void test_compositor_eof(void)
@@ -733,6 +772,7 @@ int main(void)
 		{ "rings destroyed under a running context", test_ring_destroyed },
 		{ "shm pool from a guest blob", test_shm_pool_from_guest_blob },
 		{ "image requirements and host blobs", test_image_requirements },
+		{ "many image layouts", test_many_image_layouts },
 		{ "compositor EOF", test_compositor_eof },
 		{ "malformed commands", test_malformed_commands },
 		{ "bad INIT", test_bad_init },
