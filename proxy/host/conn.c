@@ -187,12 +187,13 @@ void host_conn_send_lost(struct host_conn *conn, uint32_t ctx_id, int err,
 	conn_send_error_v(conn, SDEV_EVENT_CONTEXT_LOST, 0, 0, ctx_id, err, fmt, ap);
 }
 
-// The header arrived but the framing is broken: nothing after it can be trusted.
-static void conn_protocol_error(struct host_conn *conn, enum sdev_error err)
+// The header at `off` arrived but the framing is broken: nothing after it
+// can be trusted. The error names that header.
+static void conn_protocol_error(struct host_conn *conn, size_t off, enum sdev_error err)
 {
 	struct sdev_header hdr = { 0 };
-	if (conn->in_len >= sizeof(hdr))
-		memcpy(&hdr, conn->in, sizeof(hdr));
+	if (conn->in_len - off >= sizeof(hdr))
+		memcpy(&hdr, conn->in + off, sizeof(hdr));
 	host_conn_reply_error(conn, &hdr, -EPROTO, "malformed message: %s",
 			      sdev_strerror(err));
 	host_conn_kill(conn, sdev_strerror(err));
@@ -218,7 +219,7 @@ static void conn_process(struct host_conn *conn)
 		if (err == SDEV_ERR_NEED_MORE)
 			break;
 		if (err != SDEV_OK) {
-			conn_protocol_error(conn, err);
+			conn_protocol_error(conn, off, err);
 			return;
 		}
 		int fds[SDEV_MAX_FDS];

@@ -395,7 +395,8 @@ static int blob_memory(struct host_ctx *ctx, const struct sdev_msg *msg, const i
 	const struct sdev_create_blob *b = &msg->u.blob;
 	if (b->blob_mem == SDEV_BLOB_MEM_HOST3D) {
 		int err = host_xd_create_blob(ctx->xd, b->blob_id, b->size, fd_out);
-		*why = err == -ENOENT ? "unknown blob id" : "blob larger than its memory";
+		*why = err == -ENOENT ? "unknown blob id" : err == -EINVAL ?
+		       "blob larger than its memory" : "cannot allocate host memory";
 		return err;
 	}
 	if (b->blob_mem != SDEV_BLOB_MEM_GUEST)

@@ -685,6 +685,28 @@ static void test_bad_connections(void)
 	CHECK(sdev_client_wait_eof(bad, TIMEOUT));
 	sdev_client_destroy(bad);
 
+	// A good request and a bad one in one write: the error names the bad one.
+	bad = sdev_client_connect(host_sock);
+	struct {
+		struct sdev_header caps_hdr;
+		struct sdev_get_caps caps;
+		struct sdev_header bad_hdr;
+	} two = {
+		{ .type = SDEV_GET_CAPS, .size = 24, .seq = 5 }, { 5, 0 },
+		{ .type = SDEV_RESOURCE_INFO, .size = 12, .seq = 77, .ctx_id = 9 },
+	};
+	sdev_client_send_raw(bad, &two, sizeof(two));
+	m = sdev_client_wait(bad, SDEV_REPLY_CAPS, 5, UINT32_MAX, TIMEOUT);
+	CHECK(m != NULL);
+	test_msg_free(m);
+	m = sdev_client_wait(bad, SDEV_REPLY_ERROR, UINT32_MAX, UINT32_MAX, TIMEOUT);
+	CHECK(m != NULL && test_msg_error(m) == -EPROTO);
+	CHECK(m->msg.hdr.seq == 77 && m->msg.hdr.ctx_id == 9 &&
+	      m->msg.u.error.request_type == SDEV_RESOURCE_INFO);
+	test_msg_free(m);
+	CHECK(sdev_client_wait_eof(bad, TIMEOUT));
+	sdev_client_destroy(bad);
+
 	// No HELLO first.
 	struct sdev_client *nohello = sdev_client_connect_raw(host_sock);
 	CHECK_EQ(request_error(nohello, SDEV_GET_CAPS, 0, &(struct sdev_get_caps){ 5, 0 },
