@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "closer.h"
 #include "device.h"
 #include "fdpass.h"
 #include "log.h"
@@ -89,7 +90,7 @@ void host_conn_destroy(struct host_conn *conn)
 		sml_err("%s: %u fds still on the budget after release (a bug)", conn->name,
 			conn->nfds);
 	for (size_t i = 0; i < conn->in_nfds; i++)
-		close(conn->in_fds[i]);
+		sml_close_untrusted(conn->in_fds[i]);
 	sml_wqueue_finish(&conn->out);
 	if (conn->source)
 		wl_event_source_remove(conn->source);

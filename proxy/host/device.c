@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "closer.h"
 #include "device.h"
 #include "log.h"
 #include "util.h"
@@ -158,7 +159,8 @@ static void resource_destroy(struct host_conn *conn, struct host_resource *res)
 {
 	if (res->fd >= 0)
 		host_conn_put_fds(conn, 1);
-	sml_close(&res->fd);
+	sml_close_untrusted(res->fd); // a guest's memory, or a compositor's
+	res->fd = -1;
 	conn->memory -= res->size;
 	conn->resources[res->handle - 1] = NULL;
 	conn->nresources--;
@@ -446,9 +448,9 @@ static void op_create_blob(struct host_conn *conn, const struct sdev_msg *msg, c
 			err = -ENOSPC, why = "resource limit reached";
 		}
 		if (fd >= 0 && (msg->hdr.num_fds == 0 || fd != fds[0]))
-			close(fd);
+			close(fd); // the host's own memory
 		for (uint8_t i = 0; i < msg->hdr.num_fds; i++)
-			close(fds[i]);
+			sml_close_untrusted(fds[i]);
 		if (ctx)
 			reply_error(conn, &msg->hdr, err, "create blob: %s", why);
 		return;
@@ -635,5 +637,5 @@ void host_device_dispatch(struct host_conn *conn, const struct sdev_msg *msg, co
 		return;
 	}
 	for (uint8_t i = 0; i < msg->hdr.num_fds; i++)
-		close(fds[i]);
+		sml_close_untrusted(fds[i]);
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <wayland-server-core.h>
 
+#include "closer.h"
 #include "log.h"
 #include "options.h"
 #include "server.h"
@@ -61,6 +62,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	if (!sml_closer_start())
+		sml_log_errno(SML_LOG_WARN, "no thread for closing guests' fds: closing them "
+			      "on the loop");
 	resolve_fd_budget(&opts.config.limits);
 
 	int status = 1;

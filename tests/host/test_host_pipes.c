@@ -504,6 +504,65 @@ static void test_fd_budget(void)
 	       FD_BUDGET);
 }
 
+// A TCP socket whose last close waits `seconds`: SO_LINGER, a full send
+// buffer, and a peer (*peer) that does not read.
+static int lingering_socket(int seconds, int *peer)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(addr);
+	int lst = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(bind(lst, (struct sockaddr *)&addr, sizeof(addr)) == 0 && listen(lst, 1) == 0);
+	CHECK(getsockname(lst, (struct sockaddr *)&addr, &len) == 0);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &(int){ 4096 }, sizeof(int)) == 0);
+	CHECK(connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+	*peer = accept4(lst, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(*peer >= 0);
+	close(lst);
+	CHECK(setsockopt(*peer, SOL_SOCKET, SO_RCVBUF, &(int){ 4096 }, sizeof(int)) == 0);
+	struct linger lg = { .l_onoff = 1, .l_linger = seconds };
+	CHECK(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0);
+	CHECK(sml_fd_set_nonblock(fd));
+	static uint8_t junk[65536];
+	while (send(fd, junk, sizeof(junk), MSG_NOSIGNAL) > 0)
+		;
+	return fd;
+}
+
+// The last close of some fds blocks (a socket that lingers, a file on a
+// stalled FUSE mount): the host closes guests' fds off its loop, so others
+// are served meanwhile.
+static void test_lingering_fd(void)
+{
+	int peer, fd = lingering_socket(10, &peer);
+	struct sdev_client *g = sdev_client_connect(host_sock);
+	struct sdev_client *victim = sdev_client_connect(host_sock);
+	// The socket as a blob's memory, on a context that does not exist; our
+	// copy is closed before the host sees the request, so its is the last.
+	struct {
+		struct sdev_header h;
+		struct sdev_create_blob b;
+	} req = { { .type = SDEV_RESOURCE_CREATE_BLOB, .num_fds = 1, .size = sizeof(req),
+		    .seq = 5, .ctx_id = 99 },
+		  { .blob_mem = SDEV_BLOB_MEM_GUEST, .size = 4096 } };
+	CHECK(sml_send_fds(g->fd, &req, sizeof(req.h), &fd, 1, 0) == sizeof(req.h));
+	close(fd);
+	usleep(100000);
+	CHECK(send(g->fd, &req.b, sizeof(req.b), MSG_NOSIGNAL) == sizeof(req.b));
+	usleep(200000);
+	uint64_t start = sml_now_ns();
+	uint32_t seq = sdev_client_send(victim, SDEV_GET_CAPS, 0, 0, &(struct sdev_get_caps){ 5, 0 },
+					sizeof(struct sdev_get_caps), NULL, 0, NULL, 0);
+	struct test_msg *m = sdev_client_wait(victim, SDEV_REPLY_CAPS, seq, UINT32_MAX, 15000);
+	double ms = (double)(sml_now_ns() - start) / 1e6;
+	printf("another guest's GET_CAPS while a guest's socket lingers: %.1f ms\n", ms);
+	CHECK(m != NULL && ms < 2000);
+	test_msg_free(m);
+	sdev_client_destroy(victim);
+	sdev_client_destroy(g);
+	close(peer); // the lingering close ends now
+}
+
 static int free_tcp_port(void)
 {
 	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -672,6 +731,8 @@ int main(void)
 	printf("--- limits\n");
 	usleep(100000); // the daemon reaps closed connections from its loop
 	test_limits(), passed++;
+	printf("--- a guest fd that lingers\n");
+	test_lingering_fd(), passed++;
 	printf("--- fd budget\n");
 	test_fd_budget(), passed++;
 	printf("--- no leaks over 100 pipe cycles\n");
