@@ -464,7 +464,7 @@ class Desktop:
             text = self.host_log().read_text(errors='replace')
         except OSError:
             return 0
-        return sum(1 for line in text.splitlines() if line.endswith(': connected'))
+        return sum(1 for line in text.splitlines() if ': connected, from ' in line)
 
     # -- programs on either side
 

@@ -284,7 +284,7 @@ class Env:
     def host_connections(self):
         """How many device connections sommelier-host has accepted."""
         return sum(1 for line in read_text(self.logs[self.host]).splitlines()
-                   if line.endswith(": connected"))
+                   if re.search(r": connected, from ", line))
 
     def expect_one_connection(self, before, what):
         """A program run through sommelier is one client: one connection to
