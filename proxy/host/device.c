@@ -10,6 +10,8 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include "closer.h"
@@ -74,6 +76,14 @@ void *host_resource_map(struct host_resource *res, size_t size)
 		return NULL;
 	if (!cannot_shrink(res->fd)) {
 		sml_warn("resource %u: not a shrink-sealed memfd; refusing to map it",
+			 res->handle);
+		return NULL;
+	}
+	// A huge-page memfd maps whole huge pages (up to 1 GiB), and the ring's
+	// munmap of its page would fail and keep them: rings are plain pages.
+	struct statfs fs;
+	if (fstatfs(res->fd, &fs) < 0 || fs.f_type == HUGETLBFS_MAGIC) {
+		sml_warn("resource %u: huge-page memory; refusing to map it as a ring",
 			 res->handle);
 		return NULL;
 	}

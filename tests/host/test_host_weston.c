@@ -561,6 +561,21 @@ static void test_bad_init(void)
 	CHECK(sdev_client_exec(c, 3, 0, 0, NULL, 0, cmd, len, NULL) < 0);
 	expect_lost(c, 3, "ring shorter than a page");
 	close(short_fd);
+
+	// Huge-page memory is refused as a ring (its mapping would be a whole
+	// huge page that the ring's munmap cannot give back).
+	int huge = memfd_create("huge", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB);
+	if (huge >= 0 && ftruncate(huge, 2u << 20) == 0 &&
+	    fcntl(huge, F_ADD_SEALS, F_SEAL_SHRINK) == 0) {
+		CHECK_EQ(sdev_client_context_init(c, 4, CD_CAPSET_ID, 2, 2), 0);
+		CHECK_EQ(sdev_client_create_guest_blob(c, 4, huge, 2u << 20, &res), 0);
+		len = cd_encode_init(cmd, sizeof(cmd), res, res, CD_CHANNEL_WAYLAND);
+		CHECK(sdev_client_exec(c, 4, 0, 0, NULL, 0, cmd, len, NULL) < 0);
+		expect_lost(c, 4, "not a mappable resource");
+	} else {
+		printf("  huge-page ring: not tried (no hugetlbfs memfd here)\n");
+	}
+	sml_close(&huge);
 	close(fd);
 	close(sealed);
 	sdev_client_destroy(c);
