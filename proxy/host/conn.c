@@ -18,6 +18,12 @@
 
 // Stop reading from a guest that does not read its replies.
 #define CONN_OUT_HIGH_WATER (1u << 20)
+// fds sent wait in the guest's socket until it reads them, counted by the
+// kernel against this daemon's user (its open-files limit, for all guests
+// together). A small send buffer (the kernel doubles it; each message costs
+// some 800 bytes of it) keeps a guest that does not read to a few dozen;
+// replies are small and read at once by a live guest.
+#define CONN_SNDBUF 16384
 
 // fds of a connection that no budget charges, each set bounded: its socket
 // and the event loop's dup of it, received fds not yet taken by a message,
@@ -54,6 +60,7 @@ struct host_conn *host_conn_create(struct host_server *server, struct wl_event_l
 	conn->in = malloc(SDEV_MAX_MSG_SIZE);
 	if (!conn->in)
 		goto err_conn;
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &(int){ CONN_SNDBUF }, sizeof(int));
 	conn->source = wl_event_loop_add_fd(loop, fd, WL_EVENT_READABLE,
 					    conn_handle_event, conn);
 	conn->mask = WL_EVENT_READABLE;
@@ -127,8 +134,9 @@ static void conn_flush(struct host_conn *conn)
 {
 	int ret = sml_wqueue_flush(&conn->out, conn->fd);
 	if (ret < 0) {
-		errno = -ret;
-		host_conn_kill(conn, "write to guest failed");
+		char why[96];
+		snprintf(why, sizeof(why), "write to guest failed: %s", strerror(-ret));
+		host_conn_kill(conn, why);
 		return;
 	}
 	conn_update_mask(conn);

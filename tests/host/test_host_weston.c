@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -281,6 +282,45 @@ static void test_many_image_layouts(void)
 	CHECK(rss_after - rss_before < 2048);
 	for (uint32_t n = 0; n < 4; n++)
 		test_ctx_destroy(&t[n]);
+	sdev_client_destroy(c);
+}
+
+// fds the daemon sends wait in the guest's socket until it reads them, and
+// the kernel counts them against the daemon's user (RLIMIT_NOFILE of fds
+// in flight): a guest that never reads must hold a few, not hundreds.
+static void test_unread_fds_bounded(void)
+{
+	struct sdev_client *c = sdev_client_connect(host_sock);
+	struct test_ctx t;
+	struct cd_image_requirements r;
+	test_ctx_create(c, 1, &t);
+	query_image(&t, 64, 64, DRM_FORMAT_ARGB8888, &r);
+	struct {
+		struct sdev_header h;
+		struct sdev_create_blob b;
+	} req = {
+		{ .type = SDEV_RESOURCE_CREATE_BLOB, .size = sizeof(req), .ctx_id = 1 },
+		{ .blob_mem = SDEV_BLOB_MEM_HOST3D, .size = r.size, .blob_id = r.blob_id,
+		  .blob_flags = SDEV_BLOB_FLAG_USE_MAPPABLE | SDEV_BLOB_FLAG_USE_SHAREABLE },
+	};
+	// Until the daemon gives up on us (it closes the connection).
+	for (uint32_t i = 0; i < 1000; i++) {
+		req.h.seq = 1000 + i;
+		if (send(c->fd, &req, sizeof(req), MSG_NOSIGNAL) != sizeof(req))
+			break;
+	}
+	usleep(300000); // the daemon sends what its socket takes, queues, then gives up
+	unsigned fds = 0, msgs = 0;
+	struct test_msg *m;
+	while ((m = sdev_client_wait(c, 0, UINT32_MAX, UINT32_MAX, 1000))) {
+		fds += m->msg.hdr.num_fds;
+		msgs++;
+		test_msg_free(m);
+	}
+	printf("a guest that did not read: %u messages with %u fds were waiting for it\n", msgs,
+	       fds);
+	CHECK(fds > 0 && fds < 128);
+	test_ctx_forget(&t);
 	sdev_client_destroy(c);
 }
 
@@ -810,6 +850,7 @@ int main(void)
 		{ "shm pool from a guest blob", test_shm_pool_from_guest_blob },
 		{ "image requirements and host blobs", test_image_requirements },
 		{ "many image layouts", test_many_image_layouts },
+		{ "fds a guest does not read", test_unread_fds_bounded },
 		{ "compositor EOF", test_compositor_eof },
 		{ "malformed commands", test_malformed_commands },
 		{ "bad INIT", test_bad_init },
