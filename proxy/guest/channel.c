@@ -17,6 +17,7 @@
 // up: nothing waits for that POLL, so only that client stalls, until
 // libwayland-client closes its end.
 #include "channel.h"
+#include "closer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -196,7 +197,7 @@ static bool read_pipe_add(struct guest_channel *ch, uint32_t id, int fd)
 	struct read_pipe *p = calloc(1, sizeof(*p));
 	if (!p || !sml_fd_set_nonblock(fd)) {
 		free(p);
-		close(fd);
+		sml_close_untrusted(fd);
 		channel_fail(ch, "cannot keep pipe %#x", id);
 		return false;
 	}
@@ -421,7 +422,7 @@ static bool channel_import(struct guest_channel *ch, int fd, off_t end)
 	int ret = ch->dev->impl->import_fd ? ch->dev->impl->import_fd(ch->dev, fd, &res) :
 					     -EOPNOTSUPP;
 	if (ret < 0) {
-		close(fd);
+		sml_close_untrusted(fd);
 		channel_fail(ch, "the client sent a memory fd that is not a buffer of the %s "
 			     "device, which cannot share guest memory: %s", ch->dev->impl->name,
 			     strerror(-ret));
@@ -438,14 +439,14 @@ static bool channel_take_memory(struct guest_channel *ch, int fd, off_t end)
 	if (!ch->dev->guest_memory)
 		return channel_import(ch, fd, end);
 	if (end == 0) {
-		close(fd);
+		sml_close_untrusted(fd);
 		channel_fail(ch, "the client sent an empty memory fd");
 		return false;
 	}
 	int ret = ch->dev->impl->create_guest_blob(ch->dev, fd, sml_page_round_up((uint64_t)end),
 						   &res);
 	if (ret < 0) {
-		close(fd);
+		sml_close_untrusted(fd);
 		channel_fail(ch, "cannot share %lld bytes of client memory: %s", (long long)end,
 			     strerror(-ret));
 		return false;
@@ -488,7 +489,7 @@ static bool channel_take_fd(struct guest_channel *ch, int fd)
 		lseek(fd, cur >= 0 ? cur : 0, SEEK_SET);
 		return channel_take_memory(ch, fd, end);
 	}
-	close(fd);
+	sml_close_untrusted(fd);
 	channel_fail(ch, "the client sent an fd that is neither memory nor a pipe's write end "
 		     "(flags %#o)", fl);
 	return false;
@@ -593,13 +594,13 @@ static void channel_read_client(struct guest_channel *ch)
 		return;
 	if (n <= 0) {
 		for (size_t i = 0; i < nfds; i++)
-			close(fds[i]);
+			sml_close_untrusted(fds[i]);
 		channel_client_gone(ch, n == 0 ? "EOF" : strerror(errno));
 		return;
 	}
 	if (truncated) {
 		for (size_t i = 0; i < nfds; i++)
-			close(fds[i]);
+			sml_close_untrusted(fds[i]);
 		channel_fail(ch, "fds the client sent were lost: more than %u at once, or "
 			     "sommelier is out of fds", CD_MAX_IDENTIFIERS);
 		return;
@@ -607,7 +608,7 @@ static void channel_read_client(struct guest_channel *ch)
 	for (size_t i = 0; i < nfds; i++) {
 		if (!channel_take_fd(ch, fds[i])) {
 			while (++i < nfds)
-				close(fds[i]);
+				sml_close_untrusted(fds[i]);
 			return;
 		}
 	}

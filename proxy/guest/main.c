@@ -14,6 +14,7 @@
 #include <wayland-server-core.h>
 
 #include "client.h"
+#include "closer.h"
 #include "log.h"
 #include "options.h"
 #include "util.h"
@@ -201,6 +202,10 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	sml_dbg("open files limit: %lu", sml_raise_fd_limit());
+	// Before the loop blocks its signals: the thread blocks all of its own.
+	if (!sml_closer_start())
+		sml_log_errno(SML_LOG_WARN, "no thread for closing clients' fds: closing them "
+			      "on the loop");
 	struct wl_display *display = wl_display_create();
 	struct guest_server *server = display ? guest_server_create(display, &opts.config) : NULL;
 	struct wl_event_loop *loop = display ? wl_display_get_event_loop(display) : NULL;

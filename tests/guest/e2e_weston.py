@@ -1366,6 +1366,63 @@ def test_copy_no_growth(env):
     return numbers
 
 
+def lingering_socket(seconds):
+    """A TCP socket whose last close waits `seconds` (SO_LINGER, a full send
+    buffer, a peer that does not read), and that peer."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    s.connect(lst.getsockname())
+    peer, _ = lst.accept()
+    lst.close()
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, seconds))
+    s.setblocking(False)
+    try:
+        while True:
+            s.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+    return s, peer
+
+
+# A client's fd whose last close blocks (a socket that lingers) is closed off
+# sommelier's loop: the other clients are served meanwhile.
+def test_lingering_client_fd(env):
+    name = "sml-linger"
+    parent = env.start_parent(name)
+    bystander = RawClient(env.path(name))
+    _, status, _ = registry_of(bystander)
+    check(status == "done", "bystander's registry: %s" % status)
+    c = RawClient(env.path(name))
+    globals_, status, _ = registry_of(c)
+    check(status == "done" and "wl_shm" in globals_, "registry: %s" % status)
+    c.send(2, 0, struct.pack("=I", globals_["wl_shm"][0]) + wl_string("wl_shm") +
+           struct.pack("=II", 1, 4))
+    s, peer = lingering_socket(10)
+    # wl_shm.create_pool with the socket as its memory: the fd and the first
+    # bytes, our copy closed, then the rest (sommelier's is the last copy).
+    msg = struct.pack("=II", 4, (16 << 16) | 0) + struct.pack("=Ii", 5, 4096)
+    socket.send_fds(c.sock, [msg[:8]], [s.fileno()])
+    s.close()
+    time.sleep(0.1)
+    c.sock.sendall(msg[8:])
+    time.sleep(0.3)
+    start = time.monotonic()
+    status, _ = bystander.roundtrip(4)
+    took = time.monotonic() - start
+    peer.close()
+    numbers = "a bystander's round trip while a client's socket lingers: %.1f ms" % (took * 1000)
+    check(status == "done" and took < 2.0, numbers)
+    check(parent.poll() is None, "sommelier died: %s" % env.log_tail(parent))
+    c.close()
+    bystander.close()
+    env.stop(parent)
+    return numbers
+
+
 TESTS = [
     test_globals_match,
     test_direct_and_default_peer,
@@ -1377,6 +1434,7 @@ TESTS = [
     test_pixels_copy_catch_up,
     test_copy_damage_outside_buffer,
     test_copy_no_growth,
+    test_lingering_client_fd,
     test_fifty_clients_isolation,
     test_no_growth_500_cycles,
     test_host_protocol_error,
