@@ -84,11 +84,11 @@ static void peer_of(int fd, char *out, size_t size)
 		return;
 	}
 	len = sizeof(addr);
-	if (getpeername(fd, (struct sockaddr *)&addr, &len) == 0 && addr.ss_family == AF_VSOCK)
+	bool named = getpeername(fd, (struct sockaddr *)&addr, &len) == 0;
+	if (named && addr.ss_family == AF_VSOCK)
 		snprintf(out, size, "cid %u", ((struct sockaddr_vm *)&addr)->svm_cid);
-	else if (getpeername(fd, (struct sockaddr *)&addr, &len) < 0 ||
-		 getnameinfo((struct sockaddr *)&addr, len, out, (socklen_t)size, NULL, 0,
-			     NI_NUMERICHOST) != 0)
+	else if (!named || getnameinfo((struct sockaddr *)&addr, len, out, (socklen_t)size, NULL,
+				       0, NI_NUMERICHOST) != 0)
 		snprintf(out, size, "unknown peer");
 }
 
