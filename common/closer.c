@@ -52,10 +52,13 @@ void sml_close_untrusted(int fd)
 	static bool warned;
 	if (fd < 0)
 		return;
-	if (closer_pipe[1] >= 0 && write(closer_pipe[1], &fd, sizeof(fd)) == sizeof(fd))
-		return;
-	if (closer_pipe[1] >= 0 && !warned)
-		sml_warn("the closing thread is stuck (a peer's fd that lingers?): closing here");
-	warned = closer_pipe[1] >= 0;
+	if (closer_pipe[1] >= 0) {
+		if (write(closer_pipe[1], &fd, sizeof(fd)) == sizeof(fd))
+			return;
+		if (!warned)
+			sml_warn("the closing thread is stuck (a peer's fd that lingers?): "
+				 "closing here");
+		warned = true;
+	}
 	close(fd);
 }

@@ -17,7 +17,6 @@
 // up: nothing waits for that POLL, so only that client stalls, until
 // libwayland-client closes its end.
 #include "channel.h"
-#include "closer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "closer.h"
 #include "cross_domain.h"
 #include "fdpass.h"
 #include "log.h"
@@ -1013,9 +1013,11 @@ static int claim_image(struct guest_channel *ch, const struct cd_image_requireme
 		sml_warn("the host's blob for an image has %llu bytes of %llu",
 			 (unsigned long long)file, (unsigned long long)reqs->size);
 		ret = -EPROTO;
-	} else if ((ret = remember_image(ch, *fd, *res)) == 0) {
-		return 0;
+	} else {
+		ret = remember_image(ch, *fd, *res);
 	}
+	if (ret == 0)
+		return 0;
 	ch->dev->impl->destroy_resource(ch->dev, *res);
 	sml_close(fd);
 	return ret;

@@ -241,20 +241,23 @@ void host_device_release(struct host_conn *conn)
 	conn->resources_cap = 0;
 }
 
-bool host_ctx_pipe_acquire(struct host_ctx *ctx)
+int host_ctx_pipe_acquire(struct host_ctx *ctx, uint32_t fds)
 {
-	if (ctx->conn->npipes >= ctx->conn->config->limits.max_pipes) {
-		sml_warn("%s: pipe limit (%u) reached", ctx->conn->name,
-			 ctx->conn->config->limits.max_pipes);
-		return false;
+	struct host_conn *conn = ctx->conn;
+	if (conn->npipes >= conn->config->limits.max_pipes) {
+		sml_warn("%s: pipe limit (%u) reached", conn->name, conn->config->limits.max_pipes);
+		return -ENOSPC;
 	}
-	ctx->conn->npipes++;
-	return true;
+	if (!host_conn_take_fds(conn, fds))
+		return -EMFILE;
+	conn->npipes++;
+	return 0;
 }
 
-void host_ctx_pipe_release(struct host_ctx *ctx)
+void host_ctx_pipe_release(struct host_ctx *ctx, uint32_t fds)
 {
 	ctx->conn->npipes--;
+	host_conn_put_fds(ctx->conn, fds);
 }
 
 static bool transport_passes_fds(int fd)

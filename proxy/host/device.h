@@ -145,8 +145,9 @@ void host_conn_put_fds(struct host_conn *conn, uint32_t n);
 // limits allow guests together to exhaust the process's fds.
 bool host_limits_resolve_fds(struct host_limits *lim, unsigned long open_max);
 
-// Per-connection pipe budget; false (with a log) when exhausted.
-bool host_ctx_pipe_acquire(struct host_ctx *ctx);
-void host_ctx_pipe_release(struct host_ctx *ctx);
+// A pipe of the connection's pipe limit, holding `fds` of its fd budget:
+// 0, -ENOSPC (pipe limit, logged) or -EMFILE (fd budget).
+int host_ctx_pipe_acquire(struct host_ctx *ctx, uint32_t fds);
+void host_ctx_pipe_release(struct host_ctx *ctx, uint32_t fds);
 
 #endif

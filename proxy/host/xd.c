@@ -128,13 +128,20 @@ struct host_xd *host_xd_create(struct host_ctx *ctx)
 	return xd;
 }
 
+// Gives back what an item of `kind` holding `fds` took (classify_fd).
+static void item_uncharge(struct host_ctx *ctx, enum item_kind kind, uint32_t fds)
+{
+	if (kind == ITEM_WRITE_PIPE)
+		host_ctx_pipe_release(ctx, fds);
+	else
+		host_conn_put_fds(ctx->conn, fds);
+}
+
 static void item_destroy(struct xd_item *item)
 {
 	if (item->source)
 		wl_event_source_remove(item->source);
-	if (item->kind == ITEM_WRITE_PIPE)
-		host_ctx_pipe_release(item->xd->ctx);
-	host_conn_put_fds(item->xd->ctx->conn, item->fds_charged);
+	item_uncharge(item->xd->ctx, item->kind, item->fds_charged);
 	if (item->out)
 		sml_wqueue_finish(item->out);
 	free(item->out);
@@ -150,8 +157,7 @@ static void read_pipe_destroy(struct xd_read_pipe *pipe)
 	if (pipe->source)
 		wl_event_source_remove(pipe->source);
 	close(pipe->fd);
-	host_ctx_pipe_release(pipe->xd->ctx);
-	host_conn_put_fds(pipe->xd->ctx->conn, 2);
+	host_ctx_pipe_release(pipe->xd->ctx, 2);
 	wl_list_remove(&pipe->link);
 	free(pipe);
 }
@@ -252,8 +258,9 @@ static struct wl_list *item_list(struct host_xd *xd, enum item_kind kind)
 static void make_room_for_image(struct host_xd *xd)
 {
 	const struct host_conn *conn = xd->ctx->conn;
-	if (xd->nimages < XD_MAX_IMAGES && (conn->nitems < conn->config->limits.max_items ||
-					    xd->nimages == 0))
+	bool full = xd->nimages >= XD_MAX_IMAGES ||
+		    (conn->nitems >= conn->config->limits.max_items && xd->nimages > 0);
+	if (!full)
 		return;
 	struct xd_item *oldest = wl_container_of(xd->images.next, oldest, link);
 	item_destroy(oldest);
@@ -311,15 +318,14 @@ static int classify_fd(struct host_xd *xd, int fd, uint32_t *id, uint32_t *type,
 	}
 	// A write pipe gets an event source (a dup) when it has a backlog.
 	uint32_t charge = fd < 0 ? 0 : kind == ITEM_BLOB ? 1 : 2;
-	int err = -ENOSPC;
-	if (kind == ITEM_WRITE_PIPE && !host_ctx_pipe_acquire(xd->ctx))
+	int err = kind == ITEM_WRITE_PIPE ? host_ctx_pipe_acquire(xd->ctx, charge) :
+		  host_conn_take_fds(conn, charge) ? 0 : -EMFILE;
+	if (err)
 		goto err;
-	if (!host_conn_take_fds(conn, charge)) {
-		err = -EMFILE;
-		goto err_pipe;
+	if (!(item = item_add(xd, kind, fd))) {
+		err = -ENOSPC;
+		goto err_charge;
 	}
-	if (!(item = item_add(xd, kind, fd)))
-		goto err_fds;
 	item->fds_charged = charge;
 	if (fd >= 0 && kind == ITEM_WRITE_PIPE)
 		sml_fd_set_nonblock(fd);
@@ -329,11 +335,8 @@ static int classify_fd(struct host_xd *xd, int fd, uint32_t *id, uint32_t *type,
 	*size = (uint32_t)SML_MIN(item->size, (uint64_t)UINT32_MAX);
 	return 0;
 
-err_fds:
-	host_conn_put_fds(conn, charge);
-err_pipe:
-	if (kind == ITEM_WRITE_PIPE)
-		host_ctx_pipe_release(xd->ctx);
+err_charge:
+	item_uncharge(xd->ctx, kind, charge);
 err:
 	sml_close(&fd);
 	return err;
@@ -693,25 +696,27 @@ static int run_poll(struct host_xd *xd, uint32_t seq)
 
 static int new_read_pipe(struct host_xd *xd, uint32_t id, int *write_end)
 {
-	struct host_conn *conn = xd->ctx->conn;
 	if (id != xd->last_read_pipe_id + 1)
 		return xd_fail(xd, -EPROTO, "read pipe id %#x, expected %#x", id,
 			       xd->last_read_pipe_id + 1);
 	struct xd_read_pipe *pipe = calloc(1, sizeof(*pipe));
-	int fds[2] = { -1, -1 }, err = -ENOSPC;
-	const char *why = "no room for another pipe";
-	if (!pipe || !host_ctx_pipe_acquire(xd->ctx))
-		goto err;
-	if (!host_conn_take_fds(conn, 2)) {
-		err = -EMFILE, why = "fd budget reached: no room for another pipe";
-		goto err_pipe;
+	int fds[2] = { -1, -1 };
+	int err = pipe ? host_ctx_pipe_acquire(xd->ctx, 2) : -ENOSPC;
+	if (err) {
+		free(pipe);
+		return xd_fail(xd, err, "%sno room for another pipe",
+			       err == -EMFILE ? "fd budget reached: " : "");
 	}
 	if (pipe2(fds, O_CLOEXEC) < 0 || !sml_fd_set_nonblock(fds[0]) ||
-	    !(pipe->source = wl_event_loop_add_fd(conn->loop, fds[0],
+	    !(pipe->source = wl_event_loop_add_fd(xd->ctx->conn->loop, fds[0],
 						  xd->armed ? WL_EVENT_READABLE : 0,
 						  on_read_pipe_event, pipe))) {
-		err = -errno, why = "cannot create a pipe";
-		goto err_fds;
+		err = -errno;
+		sml_close(&fds[0]);
+		sml_close(&fds[1]);
+		host_ctx_pipe_release(xd->ctx, 2);
+		free(pipe);
+		return xd_fail(xd, err, "cannot create a pipe");
 	}
 	pipe->id = id;
 	pipe->fd = fds[0];
@@ -721,16 +726,6 @@ static int new_read_pipe(struct host_xd *xd, uint32_t id, int *write_end)
 	xd->last_read_pipe_id = id;
 	*write_end = fds[1];
 	return 0;
-
-err_fds:
-	sml_close(&fds[0]);
-	sml_close(&fds[1]);
-	host_conn_put_fds(conn, 2);
-err_pipe:
-	host_ctx_pipe_release(xd->ctx);
-err:
-	free(pipe);
-	return xd_fail(xd, err, "%s", why);
 }
 
 static int send_identifier(struct host_xd *xd, uint32_t type, uint32_t id, int *fd)
