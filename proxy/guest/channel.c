@@ -635,6 +635,11 @@ void guest_channel_poll(struct guest_channel *ch)
 	}
 }
 
+const char *guest_channel_failure(const struct guest_channel *ch)
+{
+	return ch->closing && ch->reason[0] ? ch->reason : NULL;
+}
+
 void guest_channel_pump(struct guest_channel *ch)
 {
 	on_pump_event(ch->pump_fd, WL_EVENT_READABLE, ch);

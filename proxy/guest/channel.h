@@ -40,6 +40,9 @@ void guest_channel_pump(struct guest_channel *ch);
 // host's wake-up for that request no longer comes between a message and
 // its delivery.
 void guest_channel_poll(struct guest_channel *ch);
+// Why the channel ended (a client's bad fd, the host's hang-up...), or NULL
+// while it runs.
+const char *guest_channel_failure(const struct guest_channel *ch);
 
 // Host memory for one image (the copy path): the host's layout for it
 // (GET_IMAGE_REQUIREMENTS) and its blob. The fd maps the memory and, sent

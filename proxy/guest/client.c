@@ -6,6 +6,7 @@
 #include "client.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -59,19 +60,39 @@ void guest_client_kill(struct guest_client *gc, const char *reason)
 	gc->kill = wl_event_loop_add_idle(gc->server->loop, client_kill_idle, gc);
 }
 
-// A host connection that failed: a protocol error goes to the guest object
-// it concerns; anything else (compositor gone) just ends the client.
-static void host_failed(struct guest_client *gc)
+// Why a host connection ended without an error on a live object.
+static void describe_loss(struct guest_client *gc, char *buf, size_t size)
 {
 	int err = wl_display_get_error(gc->host);
-	if (err == EPROTO)
-		fwd_post_host_error(gc);
+	uint32_t code = wl_display_get_protocol_error(gc->host, NULL, NULL);
+	const char *why = gc->channel ? guest_channel_failure(gc->channel) : NULL;
+	if (why)
+		snprintf(buf, size, "sommelier: %s", why);
+	else if (err == EPROTO) // libwayland-client had destroyed the object
+		snprintf(buf, size, "host compositor: error %u on an object the client "
+			 "destroyed", code);
 	else
+		snprintf(buf, size, "sommelier: the host compositor connection was lost (%s)",
+			 strerror(err ? err : EPIPE));
+}
+
+// A host connection that failed: a protocol error goes to the guest object
+// it concerns; anything else (compositor gone, a client fd the channel
+// refused) ends the client with the reason.
+static void host_failed(struct guest_client *gc)
+{
+	uint32_t id = 0;
+	char why[320];
+	// Not EPROTO alone: errors on wl_display come as EINVAL or ENOMEM.
+	wl_display_get_protocol_error(gc->host, NULL, &id);
+	if (id != 0) {
+		fwd_post_host_error(gc);
+	} else {
+		describe_loss(gc, why, sizeof(why));
 		wl_resource_post_error(wl_client_get_object(gc->client, 1),
-				       WL_DISPLAY_ERROR_IMPLEMENTATION,
-				       "sommelier: the host compositor connection was lost (%s)",
-				       strerror(err ? err : EPIPE));
-	guest_client_kill(gc, err == EPROTO ? "host protocol error" : "host connection lost");
+				       WL_DISPLAY_ERROR_IMPLEMENTATION, "%s", why);
+	}
+	guest_client_kill(gc, id != 0 ? "host protocol error" : "host connection lost");
 	if (gc->host_source)
 		wl_event_source_remove(gc->host_source);
 	gc->host_source = NULL;

@@ -298,11 +298,15 @@ static void pool_create_buffer(struct wl_resource *pool_res, struct copy_pool *p
 
 static void pool_resize(struct wl_resource *pool_res, struct copy_pool *pool, int32_t size)
 {
-	void *map = size >= (int64_t)pool->size ?
-		mremap(pool->map, pool->size, (size_t)size, MREMAP_MAYMOVE) : MAP_FAILED;
+	if (size < (int64_t)pool->size) {
+		wl_resource_post_error(pool_res, WL_SHM_ERROR_INVALID_FD,
+				       "a pool cannot shrink (%zu to %d bytes)", pool->size, size);
+		return;
+	}
+	void *map = mremap(pool->map, pool->size, (size_t)size, MREMAP_MAYMOVE);
 	if (map == MAP_FAILED) {
 		wl_resource_post_error(pool_res, WL_SHM_ERROR_INVALID_FD,
-				       "cannot grow the pool to %d bytes", size);
+				       "cannot grow the pool to %d bytes: %s", size, strerror(errno));
 		return;
 	}
 	pool->map = map;
