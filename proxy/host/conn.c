@@ -16,6 +16,8 @@
 #include "server.h"
 #include "util.h"
 
+// host_conn_kill's reason for a guest that closed its end: not a fault.
+#define GUEST_HUNG_UP "guest hung up"
 // Stop reading from a guest that does not read its replies.
 #define CONN_OUT_HIGH_WATER (1u << 20)
 // fds sent wait in the guest's socket until it reads them, counted by the
@@ -118,7 +120,7 @@ void host_conn_kill(struct host_conn *conn, const char *reason)
 	if (conn->dead)
 		return;
 	conn->dead = true;
-	if (strcmp(reason, "guest hung up") == 0)
+	if (strcmp(reason, GUEST_HUNG_UP) == 0)
 		sml_info("%s: guest hung up", conn->name);
 	else
 		sml_warn("%s: closing: %s", conn->name, reason);
@@ -133,6 +135,10 @@ void host_conn_kill(struct host_conn *conn, const char *reason)
 static void conn_flush(struct host_conn *conn)
 {
 	int ret = sml_wqueue_flush(&conn->out, conn->fd);
+	if (ret == -EPIPE || ret == -ECONNRESET) {
+		host_conn_kill(conn, GUEST_HUNG_UP);
+		return;
+	}
 	if (ret < 0) {
 		char why[96];
 		snprintf(why, sizeof(why), "write to guest failed: %s", strerror(-ret));
@@ -258,7 +264,9 @@ static bool conn_read(struct host_conn *conn)
 	if (n < 0 && errno == EAGAIN)
 		return true;
 	if (n <= 0) {
-		host_conn_kill(conn, n == 0 ? "guest hung up" : strerror(errno));
+		// A reset: the guest closed with our replies unread.
+		bool gone = n == 0 || errno == ECONNRESET;
+		host_conn_kill(conn, gone ? GUEST_HUNG_UP : strerror(errno));
 		return false;
 	}
 	conn->in_nfds += nfds;
