@@ -25,6 +25,9 @@ is non-zero when anything failed.
                             its context lives (the kernel backend's teardown
                             order); sommelier-host must survive the compositor's
                             next data
+  refused_fd_named          a client fd that cannot cross: the error says why
+  random_requests           sml-chaos's random requests through both buffer paths:
+                            the proxies survive, fds come back, a bystander works
   compositor_gone           weston killed: clients fail, the proxy survives
 
 Two modes. By default every sommelier the suite starts reaches sommelier-host
@@ -40,7 +43,7 @@ client's pool), zwp_linux_dmabuf_v1 is hidden, sommelier without a host
 option picks the render node, and each client costs sommelier one more
 thread (the emulation's reader, one per open of the node).
 
-Binaries: SML_HOST_BIN, SML_GUEST_BIN, SML_PAINT_BIN, SML_VGPU_EMUL_LIB
+Binaries: SML_HOST_BIN, SML_GUEST_BIN, SML_PAINT_BIN, SML_CHAOS_BIN, SML_VGPU_EMUL_LIB
 (meson sets them; by hand they default to the build/ directory of this
 checkout).
 Python standard library and PIL (python3-pil) only.
@@ -77,6 +80,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 HOST_BIN = os.environ.get("SML_HOST_BIN") or os.path.join(ROOT, "build/proxy/host/sommelier-host")
 GUEST_BIN = os.environ.get("SML_GUEST_BIN") or os.path.join(ROOT, "build/proxy/guest/sommelier")
 PAINT_BIN = os.environ.get("SML_PAINT_BIN") or os.path.join(ROOT, "build/tests/guest/sml-paint")
+CHAOS_BIN = os.environ.get("SML_CHAOS_BIN") or os.path.join(ROOT, "build/tests/guest/sml-chaos")
 VGPU_LIB = os.environ.get("SML_VGPU_EMUL_LIB") or os.path.join(
     ROOT, "build/tests/vgpu_emul/libsml-vgpu-emul.so")
 VIRTGPU = os.environ.get("SML_E2E_VIRTGPU") == "1"
@@ -1422,6 +1426,99 @@ def test_lingering_client_fd(env):
     env.stop(parent)
     return numbers
 
+def test_refused_fd_named(env):
+    """A client fd that cannot cross (a socket, as a wl_shm pool) ends that
+    client with an error that says so, not with a lost host connection.
+    On virtgpu the copy path maps the pool itself and refuses it there."""
+    name = "sml-bad-fd"
+    parent = env.start_parent(name)
+    c = RawClient(env.path(name))
+    a, b = socket.socketpair()
+    try:
+        globals_, status, detail = registry_of(c)
+        check(status == "done" and "wl_shm" in globals_, "registry: %s %s" % (status, detail))
+        c.send(2, 0, struct.pack("=I", globals_["wl_shm"][0]) + wl_string("wl_shm") +
+               struct.pack("=II", 1, 4))  # wl_registry.bind
+        c.send(4, 0, struct.pack("=Ii", 5, 4096), fds=[a.fileno()])  # create_pool
+        status, detail = c.roundtrip(6)
+    finally:
+        a.close()
+        b.close()
+        c.close()
+    want = "cannot map the pool" if VIRTGPU else \
+        "the client sent an fd that is neither memory nor a pipe's write end"
+    check(status == "error" and want in detail[2], "a socket as a pool: %s %s, want an error "
+          "saying %r" % (status, detail, want))
+    check(parent.poll() is None, "sommelier died: %s" % env.log_tail(parent))
+    env.stop(parent)
+    return "error %d on object %d: %s" % (detail[1], detail[0], detail[2])
+
+
+# Globals sml-chaos leaves alone: weston 10 crashes on their random requests,
+# with or without a proxy in between. libweston-desktop: a wl_surface
+# destroyed under its xdg_surface, then xdg_surface.ack_configure (found with
+# sml-chaos --seed=2 straight against weston). libweston: a wl_subsurface
+# whose parent wl_surface was destroyed, then place_below (five requests
+# straight against weston reproduce it).
+CHAOS_SKIP = "xdg_wm_base,zxdg_shell_v6,wl_subcompositor"
+CHAOS_SEEDS = (1, 2, 3, 4, 5, 6)
+
+
+def run_chaos(env, name, seed):
+    """sml-chaos's summary counts, after 300 sessions on --parent NAME."""
+    argv = [CHAOS_BIN, "--seed=%d" % seed, "--sessions=300", "--requests=1000",
+            "--skip=" + CHAOS_SKIP]
+    out = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env.env(WAYLAND_DISPLAY=name),
+                         timeout=120, start_new_session=True)
+    text = out.stdout.decode(errors="replace")
+    check(out.returncode == 0, "sml-chaos --seed=%d through %s: status %d: %s %s" % (
+        seed, name, out.returncode, text.strip(), out.stderr.decode(errors="replace")[-300:]))
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", text)}
+
+
+def test_random_requests(env):
+    """sml-chaos (tests/guest/chaos_client.c) sends random requests of every
+    global's objects, with arguments at the edges and fds of every kind, 300
+    sessions per seed, through a --parent on each buffer path. Most sessions
+    end in a protocol error from sommelier or from weston; none may end
+    sommelier, sommelier-host or another client: afterwards both parents
+    still serve wayland-info, and their fds and sommelier-host's are back to
+    where they were."""
+    parents = {"sml-chaos": env.start_parent("sml-chaos"),
+               "sml-chaos-copy": env.start_parent("sml-chaos-copy", "--shm-copy")}
+    pids = [p.pid for p in parents.values()] + [env.host.pid]
+    time.sleep(0.2)
+    state0 = settle(pids, {pid: fds_threads(pid) for pid in pids}, 0.5)
+    totals = {}
+    for seed in CHAOS_SEEDS:
+        for name, p in parents.items():
+            counts = run_chaos(env, name, seed)
+            check(p.poll() is None, "sommelier --parent %s died on sml-chaos --seed=%d: %s" %
+                  (name, seed, env.log_tail(p)))
+            check(env.weston.poll() is None, "weston died on sml-chaos --seed=%d (a compositor "
+                  "bug: try the seed without sommelier)" % seed)
+            for k, v in counts.items():
+                totals.setdefault(name, {}).setdefault(k, 0)
+                totals[name][k] += v
+    for name, t in totals.items():
+        check(t.get("sessions") == 300 * len(CHAOS_SEEDS) and t.get("requests", 0) > 5000,
+              "%s: sml-chaos ran too little: %s" % (name, t))
+        check(t.get("attaches", 0) > 100 and t.get("commits", 0) > 100,
+              "%s: too few buffers committed to test the buffer paths: %s" % (name, t))
+        check(t.get("hangups", 1) == 0, "%s: sessions ended without a protocol error: %s" %
+              (name, t))
+        run_wayland_info(env, ["wayland-info"], env.env(WAYLAND_DISPLAY=name))
+    state1 = settle(pids, state0, 5.0)
+    check(state1 == state0, "fds/threads (sommelier, sommelier --shm-copy, sommelier-host) "
+          "%s -> %s" % ([state0[p] for p in pids], [state1[p] for p in pids]))
+    for p in parents.values():
+        env.stop(p)
+    return "; ".join("%s: %d sessions, %d requests, %d protocol errors, %d buffer attaches, "
+                     "%d commits" % (n, t["sessions"], t["requests"], t["protocol_errors"],
+                                     t["attaches"], t["commits"]) for n, t in totals.items()) + \
+        "; fds (sommelier, --shm-copy, host) %s after" % [state1[p][0] for p in pids]
+
 
 TESTS = [
     test_globals_match,
@@ -1439,13 +1536,15 @@ TESTS = [
     test_no_growth_500_cycles,
     test_host_protocol_error,
     test_ring_destroyed_under_context,
+    test_refused_fd_named,
+    test_random_requests,
     test_compositor_gone,  # last: it kills weston
 ]
 
 
 def main():
     for path, what in ((HOST_BIN, "SML_HOST_BIN"), (GUEST_BIN, "SML_GUEST_BIN"),
-                       (PAINT_BIN, "SML_PAINT_BIN")):
+                       (PAINT_BIN, "SML_PAINT_BIN"), (CHAOS_BIN, "SML_CHAOS_BIN")):
         if not os.access(path, os.X_OK):
             print("FAIL setup: %s is not executable (set %s or build first)" % (path, what))
             print("0 passed, 1 failed")
