@@ -17,6 +17,8 @@ data-control protocol.
       proxy) and the command's effect appears.
   clipboard and primary selection, both directions: 1 MiB of random bytes
       copied on one side is pasted byte for byte on the other.
+  random requests: sml-chaos through sommelier on both buffer paths; sway,
+      sommelier and sommelier-host outlive it.
 
 Two modes. By default sommelier reaches sommelier-host through the socket
 device (--peer=unix:PATH), which shares guest memory with the host: foot's
@@ -52,6 +54,7 @@ import ctypes
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -811,6 +814,53 @@ def test_primary_selection_guest_to_host(desk):
     return clipboard_guest_to_host(desk, 'primary-g2h', primary=True)
 
 
+# Globals sml-chaos leaves alone on sway 1.7: org_kde_kwin_server_decoration
+# .request_mode after its wl_surface was destroyed crashes sway (four
+# requests straight to sway reproduce it), and the weston suite's list (the
+# same objects' lifetimes, not retested here).
+CHAOS_SKIP = 'org_kde_kwin_server_decoration_manager,xdg_wm_base,zxdg_shell_v6,wl_subcompositor'
+
+
+def chaos_through_sommelier(desk, seed, shm_copy):
+    """sml-chaos's counts after 300 sessions through one sommelier."""
+    argv = [str(desk.setup.dir / 'bin' / 'sml-chaos'), f'--seed={seed}', '--sessions=300',
+            '--requests=1000', f'--skip={CHAOS_SKIP}']
+    log = f'chaos-{seed}-{"copy" if shm_copy else "shared"}.log'
+    proc = desk.start_guest(argv, log, shm_copy=shm_copy)
+    proc.wait(timeout=120)
+    text = desk.setup.file(log).read_text(errors='replace')
+    check(proc.returncode == 0, f'sommelier sml-chaos --seed={seed}: '
+          f'{status_text(proc.returncode)}\n{text[-600:]}')
+    counts = re.search(r'sessions=(\d+) requests=(\d+) protocol_errors=(\d+) hangups=(\d+) '
+                       r'clean=\d+ attaches=(\d+) commits=(\d+)', text)
+    check(counts, f'no summary from sml-chaos: {text[-300:]}')
+    return [int(n) for n in counts.groups()]
+
+
+def test_random_requests(desk):
+    """sml-chaos (random requests of every global sway offers, edge values,
+    fds of every kind) through sommelier on both buffer paths: sommelier
+    exits with sml-chaos's status (it never lost the display), no session
+    ended without a protocol error, sway and sommelier-host live on, and
+    sommelier-host's fds come back."""
+    fds0 = len(os.listdir(f'/proc/{desk.host.pid}/fd'))
+    totals = [0] * 6
+    for seed in (1, 2, 3):
+        for shm_copy in (False, True):
+            got = chaos_through_sommelier(desk, seed, shm_copy)
+            check(desk.sway.poll() is None, f'sway died on sml-chaos --seed={seed} (a '
+                  'compositor bug: try the seed without sommelier)')
+            check(got[3] == 0, f'--seed={seed}: {got[3]} sessions lost without an error')
+            totals = [a + b for a, b in zip(totals, got)]
+    check(totals[4] > 100 and totals[5] > 100, f'too few buffers committed: {totals}')
+    fds = wait_for('sommelier-host\'s fds to come back',
+                   lambda: (n := len(os.listdir(f'/proc/{desk.host.pid}/fd'))) <= fds0 and n,
+                   5)
+    return (f'{totals[0]} sessions, {totals[1]} requests, {totals[2]} protocol errors, '
+            f'{totals[4]} buffer attaches, {totals[5]} commits; sommelier-host fds '
+            f'{fds0} -> {fds}')
+
+
 TESTS = [
     test_foot_window_shared_memory,
     test_foot_window_shm_copy,
@@ -819,6 +869,7 @@ TESTS = [
     test_clipboard_guest_to_host,
     test_primary_selection_host_to_guest,
     test_primary_selection_guest_to_host,
+    test_random_requests,
 ]
 
 
@@ -865,6 +916,7 @@ def main():
         binaries = {
             'sommelier-host': find_binary('SML_HOST_BIN', 'build/proxy/host/sommelier-host'),
             'sommelier': find_binary('SML_GUEST_BIN', 'build/proxy/guest/sommelier'),
+            'sml-chaos': find_binary('SML_CHAOS_BIN', 'build/tests/guest/sml-chaos'),
         }
         if VIRTGPU:
             lib = Path(os.environ.get('SML_VGPU_EMUL_LIB') or
