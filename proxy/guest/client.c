@@ -29,6 +29,7 @@ static void client_reap(void *data)
 		wl_display_disconnect(gc->host);
 	guest_channel_destroy(gc->channel);
 	wl_array_release(&gc->globals);
+	wl_array_release(&gc->host_formats);
 	wl_list_remove(&gc->link);
 	free(gc);
 }
@@ -60,20 +61,27 @@ void guest_client_kill(struct guest_client *gc, const char *reason)
 	gc->kill = wl_event_loop_add_idle(gc->server->loop, client_kill_idle, gc);
 }
 
-// Why a host connection ended without an error on a live object.
-static void describe_loss(struct guest_client *gc, char *buf, size_t size)
+// Why a host connection ended without an error on a live object; returns
+// the short form for sommelier's log.
+static const char *describe_loss(struct guest_client *gc, char *buf, size_t size)
 {
 	int err = wl_display_get_error(gc->host);
 	uint32_t code = wl_display_get_protocol_error(gc->host, NULL, NULL);
 	const char *why = gc->channel ? guest_channel_failure(gc->channel) : NULL;
-	if (why)
+	// First: the host hangs up after any error, which the channel may have
+	// seen (and named) before libwayland-client read the error.
+	if (err == EPROTO) { // on a host object already destroyed
+		snprintf(buf, size, "host compositor: error %u on an object that no longer "
+			 "exists", code);
+		return "host protocol error";
+	}
+	if (why) {
 		snprintf(buf, size, "sommelier: %s", why);
-	else if (err == EPROTO) // libwayland-client had destroyed the object
-		snprintf(buf, size, "host compositor: error %u on an object the client "
-			 "destroyed", code);
-	else
-		snprintf(buf, size, "sommelier: the host compositor connection was lost (%s)",
-			 strerror(err ? err : EPIPE));
+		return "channel closed";
+	}
+	snprintf(buf, size, "sommelier: the host compositor connection was lost (%s)",
+		 strerror(err ? err : EPIPE));
+	return "host connection lost";
 }
 
 // A host connection that failed: a protocol error goes to the guest object
@@ -83,16 +91,17 @@ static void host_failed(struct guest_client *gc)
 {
 	uint32_t id = 0;
 	char why[320];
+	const char *reason = "host protocol error";
 	// Not EPROTO alone: errors on wl_display come as EINVAL or ENOMEM.
 	wl_display_get_protocol_error(gc->host, NULL, &id);
 	if (id != 0) {
 		fwd_post_host_error(gc);
 	} else {
-		describe_loss(gc, why, sizeof(why));
+		reason = describe_loss(gc, why, sizeof(why));
 		wl_resource_post_error(wl_client_get_object(gc->client, 1),
 				       WL_DISPLAY_ERROR_IMPLEMENTATION, "%s", why);
 	}
-	guest_client_kill(gc, id != 0 ? "host protocol error" : "host connection lost");
+	guest_client_kill(gc, reason);
 	if (gc->host_source)
 		wl_event_source_remove(gc->host_source);
 	gc->host_source = NULL;
@@ -211,6 +220,7 @@ static void client_created(struct wl_listener *listener, void *data)
 	gc->server = server;
 	gc->client = client;
 	wl_array_init(&gc->globals);
+	wl_array_init(&gc->host_formats);
 	wl_list_init(&gc->copy_surfaces);
 	wl_list_insert(&server->clients, &gc->link);
 	gc->destroy.notify = client_destroyed;

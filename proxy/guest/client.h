@@ -50,6 +50,7 @@ struct guest_client {
 	struct wl_array globals; // struct guest_global, advertised so far
 	bool copy_shm; // wl_shm buffers are copied into host memory
 	struct wl_proxy *host_shm; // may be NULL: the copy path's own host wl_shm
+	struct wl_array host_formats; // uint32_t: what host_shm announced
 	struct wl_list copy_surfaces; // struct copy_surface.link
 	struct wl_list link; // struct guest_server.clients
 };

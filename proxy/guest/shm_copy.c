@@ -230,6 +230,20 @@ static int buffer_event(const void *impl, void *target, uint32_t opcode,
 
 // ---- wl_shm_pool and wl_shm -------------------------------------------------
 
+// Checked here: the host's error would come on the host pool that
+// host_buffer has already destroyed, too late to name the client's object.
+// Before the host has announced anything, the host decides.
+static bool host_has_format(struct guest_client *gc, uint32_t format)
+{
+	const uint32_t *f;
+	if (format <= WL_SHM_FORMAT_XRGB8888 || gc->host_formats.size == 0)
+		return true; // every compositor supports these two
+	wl_array_for_each(f, &gc->host_formats)
+		if (*f == format)
+			return true;
+	return false;
+}
+
 // The checks libwayland's own wl_shm makes, with its error codes.
 static bool buffer_args_valid(struct wl_resource *pool_res, struct copy_pool *pool,
 			      const union wl_argument *args, uint32_t bpp)
@@ -238,6 +252,11 @@ static bool buffer_args_valid(struct wl_resource *pool_res, struct copy_pool *po
 	if (bpp == 0) {
 		wl_resource_post_error(pool_res, WL_SHM_ERROR_INVALID_FORMAT,
 				       "format %#x is not carried by the copy path", args[5].u);
+		return false;
+	}
+	if (!host_has_format(fwd_from_resource(pool_res)->gc, args[5].u)) {
+		wl_resource_post_error(pool_res, WL_SHM_ERROR_INVALID_FORMAT,
+				       "format %#x is not offered by the host compositor", args[5].u);
 		return false;
 	}
 	if (offset < 0 || width <= 0 || height <= 0 || stride < width * (int64_t)bpp ||
@@ -298,6 +317,11 @@ static void pool_create_buffer(struct wl_resource *pool_res, struct copy_pool *p
 
 static void pool_resize(struct wl_resource *pool_res, struct copy_pool *pool, int32_t size)
 {
+	if (size <= 0) {
+		wl_resource_post_error(pool_res, WL_SHM_ERROR_INVALID_FD, "invalid pool size %d",
+				       size);
+		return;
+	}
 	if (size < (int64_t)pool->size) {
 		wl_resource_post_error(pool_res, WL_SHM_ERROR_INVALID_FD,
 				       "a pool cannot shrink (%zu to %d bytes)", pool->size, size);
@@ -620,12 +644,26 @@ void shm_copy_idle(struct guest_client *gc)
 			surface_catch_up(s);
 }
 
+static void on_host_format(void *data, struct wl_proxy *shm, uint32_t format)
+{
+	struct guest_client *gc = data;
+	uint32_t *slot = gc->host_formats.size < 1024 * sizeof(*slot) ?
+		wl_array_add(&gc->host_formats, sizeof(*slot)) : NULL;
+	if (slot)
+		*slot = format;
+}
+
+// wl_shm's one event; libwayland-client calls listeners through this table.
+static void (*const host_shm_listener[])(void) = { (void (*)(void))on_host_format };
+
 void shm_copy_bound(struct guest_client *gc, struct wl_proxy *registry, uint32_t name)
 {
 	if (!gc->copy_shm || gc->host_shm)
 		return;
 	gc->host_shm = wl_proxy_marshal_flags(registry, 0 /* bind */, &wl_shm_interface, 1, 0,
 					      name, wl_shm_interface.name, 1, NULL);
+	if (gc->host_shm)
+		wl_proxy_add_listener(gc->host_shm, (void (**)(void))host_shm_listener, gc);
 }
 
 void shm_copy_release(struct guest_client *gc)

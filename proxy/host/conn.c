@@ -16,8 +16,6 @@
 #include "server.h"
 #include "util.h"
 
-// host_conn_kill's reason for a guest that closed its end: not a fault.
-#define GUEST_HUNG_UP "guest hung up"
 // Stop reading from a guest that does not read its replies.
 #define CONN_OUT_HIGH_WATER (1u << 20)
 // fds sent wait in the guest's socket until it reads them, counted by the
@@ -115,15 +113,16 @@ static void conn_destroy_idle(void *data)
 	host_conn_destroy(data);
 }
 
-void host_conn_kill(struct host_conn *conn, const char *reason)
+// Ends the connection from the loop; a guest that hung up is no fault.
+static void conn_end(struct host_conn *conn, bool fault, const char *reason)
 {
 	if (conn->dead)
 		return;
 	conn->dead = true;
-	if (strcmp(reason, GUEST_HUNG_UP) == 0)
-		sml_info("%s: guest hung up", conn->name);
-	else
+	if (fault)
 		sml_warn("%s: closing: %s", conn->name, reason);
+	else
+		sml_info("%s: %s", conn->name, reason);
 	host_device_quiesce(conn);
 	// Best effort: the last error reply may still fit the socket buffer.
 	sml_wqueue_flush(&conn->out, conn->fd);
@@ -132,11 +131,16 @@ void host_conn_kill(struct host_conn *conn, const char *reason)
 	wl_event_loop_add_idle(conn->loop, conn_destroy_idle, conn);
 }
 
+void host_conn_kill(struct host_conn *conn, const char *reason)
+{
+	conn_end(conn, true, reason);
+}
+
 static void conn_flush(struct host_conn *conn)
 {
 	int ret = sml_wqueue_flush(&conn->out, conn->fd);
 	if (ret == -EPIPE || ret == -ECONNRESET) {
-		host_conn_kill(conn, GUEST_HUNG_UP);
+		conn_end(conn, false, "guest hung up");
 		return;
 	}
 	if (ret < 0) {
@@ -266,7 +270,7 @@ static bool conn_read(struct host_conn *conn)
 	if (n <= 0) {
 		// A reset: the guest closed with our replies unread.
 		bool gone = n == 0 || errno == ECONNRESET;
-		host_conn_kill(conn, gone ? GUEST_HUNG_UP : strerror(errno));
+		conn_end(conn, !gone, gone ? "guest hung up" : strerror(errno));
 		return false;
 	}
 	conn->in_nfds += nfds;
