@@ -63,10 +63,10 @@ void guest_client_kill(struct guest_client *gc, const char *reason)
 
 // Why a host connection ended without an error on a live object; returns
 // the short form for sommelier's log.
-static const char *describe_loss(struct guest_client *gc, char *buf, size_t size)
+static const char *describe_loss(struct guest_client *gc, uint32_t code, char *buf,
+				 size_t size)
 {
 	int err = wl_display_get_error(gc->host);
-	uint32_t code = wl_display_get_protocol_error(gc->host, NULL, NULL);
 	const char *why = gc->channel ? guest_channel_failure(gc->channel) : NULL;
 	// First: the host hangs up after any error, which the channel may have
 	// seen (and named) before libwayland-client read the error.
@@ -93,11 +93,11 @@ static void host_failed(struct guest_client *gc)
 	char why[320];
 	const char *reason = "host protocol error";
 	// Not EPROTO alone: errors on wl_display come as EINVAL or ENOMEM.
-	wl_display_get_protocol_error(gc->host, NULL, &id);
+	uint32_t code = wl_display_get_protocol_error(gc->host, NULL, &id);
 	if (id != 0) {
 		fwd_post_host_error(gc);
 	} else {
-		reason = describe_loss(gc, why, sizeof(why));
+		reason = describe_loss(gc, code, why, sizeof(why));
 		wl_resource_post_error(wl_client_get_object(gc->client, 1),
 				       WL_DISPLAY_ERROR_IMPLEMENTATION, "%s", why);
 	}

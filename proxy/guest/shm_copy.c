@@ -644,10 +644,14 @@ void shm_copy_idle(struct guest_client *gc)
 			surface_catch_up(s);
 }
 
+// More than any compositor announces: the list stays bounded whatever the
+// host sends.
+#define HOST_FORMATS_MAX 1024
+
 static void on_host_format(void *data, struct wl_proxy *shm, uint32_t format)
 {
 	struct guest_client *gc = data;
-	uint32_t *slot = gc->host_formats.size < 1024 * sizeof(*slot) ?
+	uint32_t *slot = gc->host_formats.size < HOST_FORMATS_MAX * sizeof(*slot) ?
 		wl_array_add(&gc->host_formats, sizeof(*slot)) : NULL;
 	if (slot)
 		*slot = format;

@@ -50,6 +50,7 @@ Prints one line per test, then "N passed, M failed"; exits 1 if any test
 failed, 77 (skip) if a tool it needs is not installed.
 """
 
+import collections
 import ctypes
 import json
 import os
@@ -831,10 +832,9 @@ def chaos_through_sommelier(desk, seed, shm_copy):
     text = desk.setup.file(log).read_text(errors='replace')
     check(proc.returncode == 0, f'sommelier sml-chaos --seed={seed}: '
           f'{status_text(proc.returncode)}\n{text[-600:]}')
-    counts = re.search(r'sessions=(\d+) requests=(\d+) protocol_errors=(\d+) hangups=(\d+) '
-                       r'clean=\d+ starts=(\d+) attaches=(\d+) commits=(\d+)', text)
-    check(counts, f'no summary from sml-chaos: {text[-300:]}')
-    return [int(n) for n in counts.groups()]
+    summary = re.findall(r'^sessions=.*$', text, re.M)
+    check(summary, f'no summary from sml-chaos: {text[-300:]}')
+    return {k: int(v) for k, v in re.findall(r'(\w+)=(\d+)', summary[-1])}
 
 
 def test_random_requests(desk):
@@ -844,23 +844,25 @@ def test_random_requests(desk):
     ended without a protocol error, sway and sommelier-host live on, and
     sommelier-host's fds come back."""
     fds0 = len(os.listdir(f'/proc/{desk.host.pid}/fd'))
-    totals = [0] * 7
+    totals = collections.Counter()
     for seed in (1, 2, 3):
         for shm_copy in (False, True):
             got = chaos_through_sommelier(desk, seed, shm_copy)
             check(desk.sway.poll() is None, f'sway died on sml-chaos --seed={seed} (to tell '
                   'whether it is sway\'s own bug, replay the requests WAYLAND_DEBUG=client '
                   'logs straight to sway: seeds alone give other requests without sommelier)')
-            check(got[3] == 0, f'--seed={seed}: {got[3]} sessions lost without an error')
-            totals = [a + b for a, b in zip(totals, got)]
-    check(totals[4] > 300 and totals[5] > 100 and totals[6] > 100,
-          f'too few buffers committed: {totals}')
+            check(got['hangups'] == 0,
+                  f'--seed={seed}: {got["hangups"]} sessions lost without an error')
+            totals.update(got)
+    check(totals['starts'] > 300 and totals['attaches'] > 100 and totals['commits'] > 100,
+          f'too few buffers committed: {dict(totals)}')
     fds = wait_for('sommelier-host\'s fds to come back',
                    lambda: (n := len(os.listdir(f'/proc/{desk.host.pid}/fd'))) <= fds0 and n,
                    5)
-    return (f'{totals[0]} sessions ({totals[4]} from a drawn surface), {totals[1]} requests, '
-            f'{totals[2]} protocol errors, {totals[5]} random attaches of a buffer, '
-            f'{totals[6]} random commits; sommelier-host fds '
+    return (f'{totals["sessions"]} sessions ({totals["starts"]} from a drawn surface), '
+            f'{totals["requests"]} requests, {totals["protocol_errors"]} protocol errors, '
+            f'{totals["attaches"]} random attaches of a buffer, {totals["commits"]} random '
+            f'commits; sommelier-host fds '
             f'{fds0} -> {fds}')
 
 

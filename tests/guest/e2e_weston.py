@@ -377,20 +377,21 @@ def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
-def thread_count(pid):
+def status_field(pid, key):
+    """An integer field of /proc/PID/status (-1 if missing)."""
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("Threads:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1])
     return -1
+
+
+def thread_count(pid):
+    return status_field(pid, "Threads")
 
 
 def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
+    return status_field(pid, "VmRSS")
 
 
 def shared_files(pid):
@@ -1427,6 +1428,15 @@ def test_lingering_client_fd(env):
     env.stop(parent)
     return numbers
 
+def bind_shm(c, shm_id):
+    """Binds wl_shm as SHM_ID on a fresh RawClient after its registry round
+    trip (registry 2, callback 3)."""
+    globals_, status, detail = registry_of(c)
+    check(status == "done" and "wl_shm" in globals_, "registry: %s %s" % (status, detail))
+    c.send(2, 0, struct.pack("=I", globals_["wl_shm"][0]) + wl_string("wl_shm") +
+           struct.pack("=II", 1, shm_id))  # wl_registry.bind
+
+
 def unoffered_format(path):
     """wl_shm_pool.create_buffer in RGB888 (weston 10 does not offer it):
     the error, as (object, code, message), or a status."""
@@ -1434,10 +1444,7 @@ def unoffered_format(path):
     memfd = os.memfd_create("sml-e2e-format", os.MFD_CLOEXEC)
     try:
         os.ftruncate(memfd, 65536)
-        globals_, status, detail = registry_of(c)
-        check(status == "done" and "wl_shm" in globals_, "registry: %s %s" % (status, detail))
-        c.send(2, 0, struct.pack("=I", globals_["wl_shm"][0]) + wl_string("wl_shm") +
-               struct.pack("=II", 1, 4))  # wl_registry.bind
+        bind_shm(c, 4)
         c.roundtrip(5)  # the formats, as a client would wait for them
         c.send(4, 0, struct.pack("=Ii", 6, 65536), fds=[memfd])  # create_pool
         c.send(6, 0, struct.pack("=IiiiiI", 7, 0, 16, 16, 64, 0x34324752))  # create_buffer
@@ -1475,10 +1482,7 @@ def test_refused_fd_named(env):
     c = RawClient(env.path(name))
     a, b = socket.socketpair()
     try:
-        globals_, status, detail = registry_of(c)
-        check(status == "done" and "wl_shm" in globals_, "registry: %s %s" % (status, detail))
-        c.send(2, 0, struct.pack("=I", globals_["wl_shm"][0]) + wl_string("wl_shm") +
-               struct.pack("=II", 1, 4))  # wl_registry.bind
+        bind_shm(c, 4)
         c.send(4, 0, struct.pack("=Ii", 5, 4096), fds=[a.fileno()])  # create_pool
         status, detail = c.roundtrip(6)
     finally:
