@@ -19,6 +19,11 @@ data-control protocol.
       copied on one side is pasted byte for byte on the other.
   random requests: sml-chaos through sommelier on both buffer paths; sway,
       sommelier and sommelier-host outlive it.
+  pointer (both buffer paths): a virtual pointer on sway's seat (sml-vpointer,
+      host side) moves, scrolls and clicks over sml-input in the guest, which
+      reports each event at the right surface-local position, shows a cursor
+      of its own and opens a popup with a grab on the click; screenshots show
+      the cursor and the popup where the compositor put them.
 
 Two modes. By default sommelier reaches sommelier-host through the socket
 device (--peer=unix:PATH), which shares guest memory with the host: foot's
@@ -44,7 +49,8 @@ SML_E2E_VIRTGPU=1 and SML_VGPU_EMUL_LIB (default: the build/ tree),
 SML_E2E_LOG_LEVEL (-l for sommelier and sommelier-host, default info),
 SML_E2E_WAYLAND_DEBUG=1 (WAYLAND_DEBUG=1 for the guest side),
 SML_E2E_KEEP=1 (keep the temporary directory with all logs),
-SML_E2E_ONLY=NAME[,NAME] (run only these tests).
+SML_E2E_ONLY=NAME[,NAME] (run only these tests), SML_CHAOS_BIN, SML_INPUT_BIN
+and SML_VPOINTER_BIN (the test clients; default: the build/ tree).
 
 Prints one line per test, then "N passed, M failed"; exits 1 if any test
 failed, 77 (skip) if a tool it needs is not installed.
@@ -56,6 +62,7 @@ import json
 import os
 import pwd
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -384,6 +391,14 @@ class Desktop:
                      lambda: [o for o in self.swaymsg_json('-t', 'get_outputs') or []
                               if o.get('active')], 10)
 
+    def output_size(self):
+        """The layout's extent: what absolute pointer motion spans."""
+        rects = [o['rect'] for o in self.swaymsg_json('-t', 'get_outputs') or []
+                 if o.get('active')]
+        check(rects, 'sway has no active output')
+        return (max(r['x'] + r['width'] for r in rects),
+                max(r['y'] + r['height'] for r in rects))
+
     def swaymsg(self, *args):
         status, out, err = self.runner.run(['swaymsg', *args], self.host_env(), timeout=10)
         return status, out
@@ -536,8 +551,9 @@ def parse_ppm(data):
     return width, height, pixels
 
 
-def screenshot(desk):
-    status, out, err = desk.run_host_client(['grim', '-t', 'ppm', '-'], timeout=15)
+def screenshot(desk, cursor=False):
+    argv = ['grim', '-t', 'ppm'] + (['-c'] if cursor else []) + ['-']
+    status, out, err = desk.run_host_client(argv, timeout=15)
     check(status == 0, f'grim failed with status {status}: {err.decode(errors="replace")}')
     return parse_ppm(out)
 
@@ -865,6 +881,163 @@ def test_random_requests(desk):
             f'commits; sommelier-host fds '
             f'{fds0} -> {fds}')
 
+# ---- pointer --------------------------------------------------------------------
+
+POINTER_COLOURS = {'window': '2a7f62', 'popup': 'e0b020', 'cursor': 'd02090'}
+BTN_LEFT = 272
+POPUP_SIZE = (120, 90)  # sml-input's
+CURSOR_SIZE = 16
+
+
+class VirtualPointer:
+    """sml-vpointer on sway's seat: one device for the pointer test's life."""
+
+    def __init__(self, desk):
+        self.desk = desk
+        self.log = desk.setup.file('vpointer.log')
+        with open(self.log, 'wb') as err:
+            self.proc = desk.runner.start([str(desk.setup.dir / 'bin' / 'sml-vpointer')],
+                                          desk.host_env(), stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=err)
+        self.expect('ready')
+        wait_for('a pointer on the seat', lambda: desk.seat_capabilities() & 1, 10)
+
+    def expect(self, want, timeout=10):
+        ready = select.select([self.proc.stdout], [], [], timeout)[0]
+        line = self.proc.stdout.readline().decode(errors='replace').strip() if ready else ''
+        check(line == want, f'sml-vpointer said {line!r}, not {want!r}\n{tail(self.log)}')
+
+    def do(self, command):
+        self.proc.stdin.write(command.encode() + b'\n')
+        self.proc.stdin.flush()
+        self.expect('ok')
+
+    def stop(self):
+        self.desk.runner.stop(self.proc)
+
+
+class EventLog:
+    """sml-input's output, read in order: each expect() consumes lines up to
+    the one it wants."""
+
+    def __init__(self, desk, name, proc):
+        self.path, self.proc, self.seen = desk.setup.file(name), proc, 0
+
+    def lines(self):
+        return self.path.read_text(errors='replace').splitlines()
+
+    def expect(self, want, timeout=10):
+        def found():
+            check(self.proc.poll() is None, f'sommelier exited with '
+                  f'{status_text(self.proc.returncode)}\n{tail(self.path)}')
+            lines = self.lines()
+            for i in range(self.seen, len(lines)):
+                if lines[i] == want:
+                    self.seen = i + 1
+                    return True
+            return False
+        try:
+            wait_for(f'sml-input to report "{want}"', found, timeout, 0.05)
+        except Failure as e:
+            raise Failure(f'{e}; it reported:\n{tail(self.path, 12)}') from None
+
+
+def place_window(desk, app_id, x, y, width, height):
+    """Floats the window at (x, y) and returns its content's origin."""
+    desk.swaymsg(f'[app_id="{app_id}"]', 'floating enable, resize set '
+                 f'{width} {height}, move position {x} {y}')
+
+    def placed():
+        node = desk.window(app_id) or {}
+        rect, inner = node.get('rect', {}), node.get('window_rect', {})
+        origin = (rect.get('x', 0) + inner.get('x', 0), rect.get('y', 0) + inner.get('y', 0))
+        return origin if rect.get('x') == x and rect.get('y') == y else None
+    return wait_for(f'{app_id} at {x},{y}', placed, 10, 0.1)
+
+
+def box_fraction(desk, box, colour, cursor=False):
+    x, y, width, height = box
+    return colour_fraction(screenshot(desk, cursor), {'x': x, 'y': y, 'width': width,
+                                                      'height': height},
+                           bytes.fromhex(colour))
+
+
+def wait_colour(desk, what, box, colour, cursor=False):
+    best = [0.0]
+
+    def shown():
+        best[0] = box_fraction(desk, box, colour, cursor)
+        return best[0] >= 0.9
+    try:
+        wait_for(f'{what} (#{colour}) at {box}', shown, 10, 0.2)
+    except Failure:
+        raise Failure(f'only {best[0]:.1%} of {what}\'s box {box} is #{colour}') from None
+    return best[0]
+
+
+def pointer_session(desk, name, shm_copy):
+    app_id = f'sml-e2e-{name}'
+    log = f'{name}.guest.log'
+    connections = desk.host_connections()
+    pointer = VirtualPointer(desk)
+    proc = None
+    try:
+        proc = desk.start_guest([str(desk.setup.dir / 'bin' / 'sml-input'),
+                                 f'--app-id={app_id}', '--size=400x300'], log,
+                                shm_copy=shm_copy)
+        events = EventLog(desk, log, proc)
+        events.expect('pointer')
+        events.expect('shown 400x300')
+        wait_window(desk, app_id, proc, log)
+        ox, oy = place_window(desk, app_id, 200, 150, 400, 300)
+        width, height = desk.output_size()
+        at = (150, 100)  # surface-local
+        pointer.do(f'abs {ox + at[0]} {oy + at[1]} {width} {height}')
+        events.expect(f'enter toplevel {at[0]:.1f} {at[1]:.1f}')
+        pointer.do('move 10 5')
+        events.expect(f'motion {at[0] + 10:.1f} {at[1] + 5:.1f}')
+        pointer.do('axis 0 15')
+        events.expect('axis 0 15.00')
+        cursor = wait_colour(desk, 'the guest\'s cursor', (ox + at[0] + 10, oy + at[1] + 5,
+                                                           CURSOR_SIZE, CURSOR_SIZE),
+                             POINTER_COLOURS['cursor'], cursor=True)
+        pointer.do(f'abs {width - 10} {height - 10} {width} {height}')
+        events.expect('leave toplevel')
+        pointer.do(f'abs {ox + at[0]} {oy + at[1]} {width} {height}')
+        events.expect(f'enter toplevel {at[0]:.1f} {at[1]:.1f}')
+        pointer.do(f'button {BTN_LEFT} press')
+        events.expect(f'button {BTN_LEFT} 1')
+        # Anchored at the pointer's pixel, growing right and down.
+        px, py = at[0] + 1, at[1] + 1
+        events.expect(f'popup {px} {py} {POPUP_SIZE[0]} {POPUP_SIZE[1]}')
+        pointer.do(f'button {BTN_LEFT} release')
+        events.expect(f'button {BTN_LEFT} 0')
+        popup = wait_colour(desk, 'the popup', (ox + px, oy + py, *POPUP_SIZE),
+                            POINTER_COLOURS['popup'])
+        window = box_fraction(desk, (ox, oy, 140, 90), POINTER_COLOURS['window'])
+        check(window >= 0.9, f'only {window:.1%} of the window\'s top left is '
+              f'#{POINTER_COLOURS["window"]}')
+        check('popup done' not in events.lines(), 'sway dismissed the popup: its grab was '
+              'refused')
+        return (f'enter/motion/axis/leave/button at the right surface-local points; cursor '
+                f'{cursor:.0%} and popup {popup:.0%} in place; window at {ox},{oy}' +
+                expect_connections(desk, connections, 1, 'sml-input'))
+    finally:
+        pointer.stop()
+        if proc:
+            close_guest(desk, proc, app_id)
+
+
+def test_pointer_shared_memory(desk):
+    """Pointer input, a cursor surface and a grabbing popup through the proxy
+    (default buffer path)."""
+    return pointer_session(desk, 'pointer-shared', False)
+
+
+def test_pointer_shm_copy(desk):
+    """The same with --shm-copy: the cursor and popup buffers are copied."""
+    return pointer_session(desk, 'pointer-shm-copy', True)
+
 
 TESTS = [
     test_foot_window_shared_memory,
@@ -875,6 +1048,8 @@ TESTS = [
     test_primary_selection_host_to_guest,
     test_primary_selection_guest_to_host,
     test_random_requests,
+    test_pointer_shared_memory,
+    test_pointer_shm_copy,
 ]
 
 
@@ -922,6 +1097,8 @@ def main():
             'sommelier-host': find_binary('SML_HOST_BIN', 'build/proxy/host/sommelier-host'),
             'sommelier': find_binary('SML_GUEST_BIN', 'build/proxy/guest/sommelier'),
             'sml-chaos': find_binary('SML_CHAOS_BIN', 'build/tests/guest/sml-chaos'),
+            'sml-input': find_binary('SML_INPUT_BIN', 'build/tests/guest/sml-input'),
+            'sml-vpointer': find_binary('SML_VPOINTER_BIN', 'build/tests/guest/sml-vpointer'),
         }
         if VIRTGPU:
             lib = Path(os.environ.get('SML_VGPU_EMUL_LIB') or
