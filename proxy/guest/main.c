@@ -15,6 +15,7 @@
 
 #include "client.h"
 #include "closer.h"
+#include "listener.h"
 #include "log.h"
 #include "options.h"
 #include "util.h"
@@ -24,6 +25,7 @@ struct run_state {
 	bool terminating; // SIGTERM went to the program: stop when it has gone
 	pid_t child; // 0 once reaped
 	int status; // what sommelier exits with
+	struct sml_listener *listener; // may be NULL: the socket clients connect to
 };
 
 // Stopping a wrapper stops its program: SIGTERM is passed on and sommelier
@@ -128,14 +130,71 @@ static bool host_is_not_us(const struct guest_options *opts, const char *our_nam
 	return false;
 }
 
+// fds a new client takes at once, with room to spare: 8 counted over the
+// socket device (its socket and the event loop's dup of it, its channel's
+// device connection and the dup of that, the socketpair libwayland-client
+// reads the host through, and the channel's own); a render node's emulation
+// in tests adds 3. Too few would accept a client that then cannot be served.
+#define CLIENT_FDS 12
+
+static void on_client_accept(int fd, void *data)
+{
+	struct wl_display *display = data;
+	if (!wl_client_create(display, fd)) {
+		sml_log_errno(SML_LOG_WARN, "cannot serve a new client");
+		close(fd);
+	}
+}
+
+// Listens on the socket NAME stands for, as libwayland would place it; our
+// own listener rests when out of fds where libwayland's spins.
+static struct sml_listener *listen_name(struct wl_display *display, const char *name)
+{
+	char path[512];
+	if (name[0] != '/' && !getenv("XDG_RUNTIME_DIR")) {
+		errno = ENOENT;
+		return NULL;
+	}
+	display_path(name, path, sizeof(path));
+	return sml_listener_create_unix(wl_display_get_event_loop(display), path, "client",
+					CLIENT_FDS, on_client_accept, display);
+}
+
+static void listen_failed(const char *name)
+{
+	if (errno == ENOENT && name[0] != '/' && !getenv("XDG_RUNTIME_DIR"))
+		sml_err("cannot listen on %s: XDG_RUNTIME_DIR is not set", name);
+	else if (errno == EADDRINUSE)
+		sml_err("cannot listen on %s: another server holds its lock %s.lock", name, name);
+	else
+		sml_log_errno(SML_LOG_ERROR, "cannot listen on %s", name);
+}
+
+// The first free wayland-N, as wl_display_add_socket_auto picks.
+static struct sml_listener *listen_auto(struct wl_display *display, char *name, size_t size)
+{
+	for (int i = 0; i < 32; i++) {
+		snprintf(name, size, "wayland-%d", i);
+		struct sml_listener *l = listen_name(display, name);
+		if (l || errno != EADDRINUSE)
+			return l;
+	}
+	return NULL;
+}
+
 static bool start_program(struct wl_display *display, struct guest_options *opts,
 			  struct run_state *st)
 {
-	const char *name = wl_display_add_socket_auto(display);
+	char name[32];
 	int sv[2];
-	if (name && !host_is_not_us(opts, name))
+	st->listener = listen_auto(display, name, sizeof(name));
+	if (!st->listener) {
+		listen_failed(name);
 		return false;
-	if (!name || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+	}
+	if (!host_is_not_us(opts, name))
+		return false;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		sml_log_errno(SML_LOG_ERROR, "cannot create the guest socket");
 		return false;
 	}
@@ -149,10 +208,12 @@ static bool start_program(struct wl_display *display, struct guest_options *opts
 	return st->child > 0;
 }
 
-static bool start_parent(struct wl_display *display, struct guest_options *opts)
+static bool start_parent(struct wl_display *display, struct guest_options *opts,
+			 struct run_state *st)
 {
-	if (wl_display_add_socket(display, opts->socket) < 0) {
-		sml_log_errno(SML_LOG_ERROR, "cannot listen on %s", opts->socket);
+	st->listener = listen_name(display, opts->socket);
+	if (!st->listener) {
+		listen_failed(opts->socket);
 		return false;
 	}
 	if (!host_is_not_us(opts, opts->socket))
@@ -215,7 +276,7 @@ int main(int argc, char **argv)
 	sources[0] = wl_event_loop_add_signal(loop, SIGTERM, on_terminate, &st);
 	sources[1] = wl_event_loop_add_signal(loop, SIGINT, on_terminate, &st);
 	sources[2] = wl_event_loop_add_signal(loop, SIGCHLD, on_child, &st);
-	if (opts.parent ? !start_parent(display, &opts) : !start_program(display, &opts, &st))
+	if (opts.parent ? !start_parent(display, &opts, &st) : !start_program(display, &opts, &st))
 		goto out;
 	if (opts.parent)
 		st.status = 0;
@@ -224,6 +285,7 @@ out:
 	for (size_t i = 0; i < 3; i++)
 		if (sources[i])
 			wl_event_source_remove(sources[i]);
+	sml_listener_destroy(st.listener);
 	guest_server_destroy(server);
 	if (display)
 		wl_display_destroy(display);

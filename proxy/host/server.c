@@ -2,7 +2,6 @@
 #include "server.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/vm_sockets.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -10,23 +9,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "listener.h"
 #include "log.h"
 #include "util.h"
 
 struct host_listener {
 	struct host_server *server;
-	int fd;
+	struct sml_listener *listener;
 	const char *kind;
-	struct wl_event_source *source;
-	struct wl_event_source *resume; // timer that ends a pause of accepting
-	char *path; // may be NULL: the Unix socket file to remove
-	char *lock_path; // may be NULL
-	int lock_fd;
 	struct wl_list link; // struct host_server.listeners
 };
 
@@ -45,16 +38,7 @@ struct host_server *host_server_create(struct wl_event_loop *loop,
 
 static void listener_destroy(struct host_listener *l)
 {
-	wl_event_source_remove(l->source);
-	wl_event_source_remove(l->resume);
-	close(l->fd);
-	if (l->path)
-		unlink(l->path);
-	if (l->lock_path)
-		unlink(l->lock_path);
-	sml_close(&l->lock_fd);
-	free(l->path);
-	free(l->lock_path);
+	sml_listener_destroy(l->listener);
 	wl_list_remove(&l->link);
 	free(l);
 }
@@ -135,144 +119,67 @@ struct host_conn *host_server_adopt(struct host_server *server, int fd, const ch
 	return conn;
 }
 
-// Out of fds or memory, accept fails while the connection stays in the
-// backlog, and the level-triggered listener would report it again at once:
-// the listener rests instead of spinning, and the guest waits in the backlog.
-#define ACCEPT_PAUSE_MS 200
 // fds a new connection takes at once: its socket and the event loop's dup.
 #define CONN_FDS 2
 
-static int on_accept_resume(void *data)
+static void on_accept(int fd, void *data)
 {
 	struct host_listener *l = data;
-	wl_event_source_fd_update(l->source, WL_EVENT_READABLE);
-	return 0;
-}
-
-static bool accept_error_is_transient(int err)
-{
-	// The connection that failed is gone; the next one may be fine.
-	return err == EAGAIN || err == EINTR || err == ECONNABORTED || err == EPROTO;
-}
-
-// Whether n more fds can be opened now. Accepting a guest that then
-// cannot be served would drop it; left in the backlog, it is served later.
-static bool fds_available(int any_fd, int n)
-{
-	int fds[CONN_FDS], i;
-	for (i = 0; i < n; i++)
-		if ((fds[i] = fcntl(any_fd, F_DUPFD_CLOEXEC, 0)) < 0)
-			break;
-	bool ok = i == n;
-	while (i)
-		close(fds[--i]);
-	return ok;
-}
-
-static void pause_accepting(struct host_listener *l)
-{
-	sml_log_errno(SML_LOG_WARN, "cannot accept on the %s listener (pausing it for %d ms)",
-		      l->kind, ACCEPT_PAUSE_MS);
-	wl_event_source_fd_update(l->source, 0);
-	wl_event_source_timer_update(l->resume, ACCEPT_PAUSE_MS);
-}
-
-static int on_accept(int fd, uint32_t mask, void *data)
-{
-	struct host_listener *l = data;
-	if (!fds_available(l->fd, CONN_FDS)) {
-		pause_accepting(l);
-		return 0;
-	}
-	int conn_fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-	if (conn_fd < 0 && accept_error_is_transient(errno))
-		return 0;
-	if (conn_fd < 0) {
-		pause_accepting(l);
-		return 0;
-	}
 	if (strcmp(l->kind, "tcp") == 0)
-		setsockopt(conn_fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
-	host_server_adopt(l->server, conn_fd, l->kind);
-	return 0;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+	host_server_adopt(l->server, fd, l->kind);
 }
 
-static struct host_listener *listener_add(struct host_server *server, int fd, const char *kind)
+static struct host_listener *listener_new(struct host_server *server, const char *kind)
 {
 	struct host_listener *l = calloc(1, sizeof(*l));
 	if (!l)
-		goto err;
-	if (listen(fd, 64) < 0)
-		goto err_l;
-	l->source = wl_event_loop_add_fd(server->loop, fd, WL_EVENT_READABLE, on_accept, l);
-	if (!l->source)
-		goto err_l;
-	l->resume = wl_event_loop_add_timer(server->loop, on_accept_resume, l);
-	if (!l->resume)
-		goto err_source;
+		return NULL;
 	l->server = server;
-	l->fd = fd;
 	l->kind = kind;
-	l->lock_fd = -1;
-	wl_list_insert(&server->listeners, &l->link);
 	return l;
-err_source:
-	wl_event_source_remove(l->source);
-err_l:
-	free(l);
-err:
-	sml_log_errno(SML_LOG_ERROR, "cannot listen (%s)", kind);
-	close(fd);
-	return NULL;
 }
 
-// The lock tells a live server from a stale socket file left by a crash.
-static int take_lock(const char *lock_path)
+static bool listener_add(struct host_server *server, struct host_listener *l,
+			 struct sml_listener *listener)
 {
-	int fd = open(lock_path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -1;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		close(fd);
-		return -1;
+	if (!listener) {
+		free(l);
+		return false;
 	}
-	return fd;
+	l->listener = listener;
+	wl_list_insert(&server->listeners, &l->link);
+	return true;
+}
+
+// A listener on the bound socket fd (taken).
+static bool listen_fd(struct host_server *server, int fd, const char *kind)
+{
+	struct host_listener *l = listener_new(server, kind);
+	if (!l) {
+		close(fd);
+		return false;
+	}
+	if (listener_add(server, l, sml_listener_create(server->loop, fd, kind, CONN_FDS,
+							on_accept, l)))
+		return true;
+	sml_log_errno(SML_LOG_ERROR, "cannot listen (%s)", kind);
+	return false;
 }
 
 bool host_server_listen_unix(struct host_server *server, const char *path)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	char lock_path[sizeof(addr.sun_path) + 8];
-	if (strlen(path) >= sizeof(addr.sun_path)) {
-		sml_err("socket path too long: %s", path);
-		return false;
+	struct host_listener *l = listener_new(server, "unix");
+	if (l && listener_add(server, l, sml_listener_create_unix(server->loop, path, "unix",
+								   CONN_FDS, on_accept, l))) {
+		sml_info("listening on %s", path);
+		return true;
 	}
-	snprintf(lock_path, sizeof(lock_path), "%s.lock", path);
-	int lock_fd = take_lock(lock_path);
-	if (lock_fd < 0) {
-		sml_log_errno(SML_LOG_ERROR, "%s is in use by another sommelier-host", lock_path);
-		return false;
-	}
-	unlink(path);
-	strcpy(addr.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		sml_log_errno(SML_LOG_ERROR, "cannot bind %s", path);
-		sml_close(&fd);
-		close(lock_fd);
-		return false;
-	}
-	struct host_listener *l = listener_add(server, fd, "unix");
-	if (!l) {
-		unlink(path);
-		close(lock_fd);
-		return false;
-	}
-	l->path = strdup(path);
-	l->lock_path = strdup(lock_path);
-	l->lock_fd = lock_fd;
-	sml_info("listening on %s", path);
-	return true;
+	if (errno == EADDRINUSE)
+		sml_err("%s.lock is in use by another sommelier-host", path);
+	else
+		sml_log_errno(SML_LOG_ERROR, "cannot listen on %s", path);
+	return false;
 }
 
 static bool split_host_port(const char *spec, char *host, size_t cap, const char **port)
@@ -314,7 +221,7 @@ bool host_server_listen_tcp(struct host_server *server, const char *spec)
 		return false;
 	}
 	sml_info("listening on TCP %s", spec);
-	return listener_add(server, fd, "tcp") != NULL;
+	return listen_fd(server, fd, "tcp");
 }
 
 bool host_server_listen_vsock(struct host_server *server, unsigned port)
@@ -329,5 +236,5 @@ bool host_server_listen_vsock(struct host_server *server, unsigned port)
 		return false;
 	}
 	sml_info("listening on vsock port %u", port);
-	return listener_add(server, fd, "vsock") != NULL;
+	return listen_fd(server, fd, "vsock");
 }

@@ -75,6 +75,30 @@ wait $npid
 [ -S "$tmp/run/sml-cli" ] || fail "--parent socket"
 kill -STOP $pid; sleep 0.1; kill -CONT $pid; sleep 0.3
 kill -0 $pid 2>/dev/null || fail "--parent died after SIGSTOP/SIGCONT"
+# A second server on the same socket: refused, and the first keeps it.
+"$bin" --parent --socket=sml-cli --display=nowhere 2> "$tmp/err"; [ $? -ne 0 ] ||
+	fail "a second --parent on a socket in use"
+grep -q "lock" "$tmp/err" || fail "socket in use: wrong message: $(cat "$tmp/err")"
+[ -S "$tmp/run/sml-cli" ] || fail "the refused second --parent removed the socket"
 kill -TERM $pid; wait $pid; [ $? -eq 0 ] || fail "--parent SIGTERM status"
+[ ! -e "$tmp/run/sml-cli" ] && [ ! -e "$tmp/run/sml-cli.lock" ] ||
+	fail "--parent left its socket or lock behind"
+# A stale socket file (a crash leaves one, without a held lock) is replaced.
+python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$tmp/run/sml-cli"
+"$bin" --parent --socket=sml-cli --display=nowhere & pid=$!
+python3 - "$tmp/run/sml-cli" <<'PY' || fail "a stale socket file was not replaced"
+import socket, sys, time
+for _ in range(100):
+    try:
+        socket.socket(socket.AF_UNIX).connect(sys.argv[1])
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.05)
+sys.exit(1)
+PY
+kill -TERM $pid; wait $pid; [ $? -eq 0 ] || fail "--parent on a stale socket: SIGTERM status"
+env -u XDG_RUNTIME_DIR "$bin" --parent --socket=sml-cli --display=nowhere 2> "$tmp/err" &&
+	fail "--parent without XDG_RUNTIME_DIR started"
+grep -q "XDG_RUNTIME_DIR is not set" "$tmp/err" || fail "no XDG_RUNTIME_DIR: wrong message: $(cat "$tmp/err")"
 pid=
 echo "cli: 1 passed, 0 failed"

@@ -19,6 +19,8 @@ is non-zero when anything failed.
   pixels_copy_catch_up      a released buffer brought up to date before its commit
   fifty_clients_isolation   50 clients on one --parent; SIGKILL one, garbage one
   no_growth_500_cycles      fds, threads and RSS of sommelier and sommelier-host
+  out_of_fds                a --parent out of fds rests instead of spinning, and the
+                            clients that wait are served as fds come free
   host_protocol_error       a host error reaches the guest on the guest's object
   ring_destroyed_under_context
                             virtgpu only: a guest destroys its channel ring while
@@ -46,7 +48,7 @@ thread (the emulation's reader, one per open of the node).
 
 Binaries: SML_HOST_BIN, SML_GUEST_BIN, SML_PAINT_BIN, SML_CHAOS_BIN, SML_VGPU_EMUL_LIB
 (meson sets them; by hand they default to the build/ directory of this
-checkout).
+checkout). SML_E2E_ONLY=test_NAME[,test_NAME] runs only those tests.
 Python standard library and PIL (python3-pil) only.
 """
 import os
@@ -68,6 +70,7 @@ import ctypes
 import glob
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -121,6 +124,12 @@ def _die_with_us():
     # In the child before exec: if this script is killed outright (SIGKILL),
     # what it started goes too instead of lingering.
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _child_setup(fd_limit):
+    _die_with_us()
+    if fd_limit:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
 
 
 class TestFailure(Exception):
@@ -183,8 +192,9 @@ class Env:
         self.serial += 1
         return self.path("log-%03d-%s.txt" % (self.serial, tag))
 
-    def spawn(self, argv, tag, display=None, stdout_path=None, cwd=None):
-        """Starts argv in its own process group, stdout and stderr to files."""
+    def spawn(self, argv, tag, display=None, stdout_path=None, cwd=None, fd_limit=None):
+        """Starts argv in its own process group, stdout and stderr to files;
+        fd_limit sets its RLIMIT_NOFILE (soft and hard)."""
         extra = {"WAYLAND_DISPLAY": display} if display else {}
         log = self.log_path(tag)
         err = open(log, "wb")
@@ -192,7 +202,8 @@ class Env:
         try:
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                  env=self.env_for(argv, **extra), cwd=cwd or self.runtime,
-                                 start_new_session=True, preexec_fn=_die_with_us)
+                                 start_new_session=True,
+                                 preexec_fn=lambda: _child_setup(fd_limit))
         finally:
             err.close()
             if out is not err:
@@ -305,9 +316,9 @@ class Env:
         """How every sommelier of the suite reaches the host, by mode."""
         return "--virtgpu-channel" if VIRTGPU else "--peer=unix:" + self.host_sock
 
-    def start_parent(self, name, *options):
+    def start_parent(self, name, *options, fd_limit=None):
         p = self.spawn([GUEST_BIN, self.host_option(), *options,
-                        "--parent", "--socket=" + name], "parent-" + name)
+                        "--parent", "--socket=" + name], "parent-" + name, fd_limit=fd_limit)
         wait_for_socket(self.path(name), 10, p, "sommelier --parent")
         return p
 
@@ -1056,6 +1067,80 @@ def test_no_growth_500_cycles(env):
     env.stop(parent)
     return report
 
+def cpu_seconds(pid):
+    fields = read_text("/proc/%d/stat" % pid).rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def served(client, timeout):
+    """Whether the client's get_registry + sync (sent on connecting) came
+    back within timeout: False while it waits in the backlog."""
+    client.sock.settimeout(timeout)
+    try:
+        status, detail = client.until_done(3)
+    except socket.timeout:
+        return False
+    check(status == "done", "a waiting client was dropped: %s %s" % (status, detail))
+    return True
+
+
+# Few enough fds that some of the clients below must wait: about four fit
+# (sommelier accepts while 12 fds are free; a client takes 8 over the socket
+# device, 11 on the emulated render node).
+OUT_OF_FDS_LIMIT = 64
+OUT_OF_FDS_CLIENTS = 12
+
+
+def test_out_of_fds(env):
+    """A --parent out of fds neither spins nor drops clients: accepting
+    rests (one warning per shortage) while the others wait in the backlog,
+    and they are served, each, as fds come free."""
+    name = "sml-fds"
+    parent = env.start_parent(name, "--log-level=info", fd_limit=OUT_OF_FDS_LIMIT)
+    path = env.path(name)
+    raw_cycle(path)  # what the first client sets up for good
+    idle = settle([parent.pid], {parent.pid: (-1, -1)}, 0.3)[parent.pid][0]
+    clients = []
+    for _ in range(OUT_OF_FDS_CLIENTS):
+        c = RawClient(path)
+        c.send(1, 1, struct.pack("=I", 2))  # get_registry
+        c.send(1, 0, struct.pack("=I", 3))  # sync
+        clients.append(c)
+    time.sleep(0.5)
+    waiting = [c for c in clients if not served(c, 0.5)]
+    n_served = len(clients) - len(waiting)
+    check(0 < n_served < len(clients), "%d of %d clients served under %d fds" %
+          (n_served, len(clients), OUT_OF_FDS_LIMIT))
+    start = cpu_seconds(parent.pid)
+    time.sleep(1.0)
+    busy = cpu_seconds(parent.pid) - start
+    check(busy < 0.2, "sommelier used %.2f s of CPU in 1 s while out of fds (spinning?)" % busy)
+    log = read_text(env.logs[parent])
+    check(log.count("pausing") == 1, "%d pause warnings for one shortage: %s" %
+          (log.count("pausing"), env.log_tail(parent)))
+    # Each served client that leaves lets a waiting one in.
+    for c in clients:
+        if c not in waiting:
+            c.close()
+    deadline = time.monotonic() + 15
+    while waiting and time.monotonic() < deadline:
+        for c in [c for c in waiting if served(c, 0.2)]:
+            waiting.remove(c)
+            c.close()
+    check(not waiting, "%d clients never served after the others left" % len(waiting))
+    check("accepting on the client listener again" in read_text(env.logs[parent]),
+          "no word that accepting resumed: %s" % env.log_tail(parent))
+    deadline = time.monotonic() + 3
+    while fd_count(parent.pid) != idle and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = fd_count(parent.pid)
+    check(after == idle, "sommelier's fds: %d after, %d before" % (after, idle))
+    check(parent.poll() is None, "sommelier --parent died: %s" % env.log_tail(parent))
+    env.stop(parent)
+    return ("%d of %d clients served at once under %d fds, the others waited; %.2f s of CPU "
+            "in 1 s out of fds; 1 warning; all served as fds came free; fds %d -> %d" %
+            (n_served, len(clients), OUT_OF_FDS_LIMIT, busy, idle, after))
+
 
 # Guest ids in the error sequence: the proxy's host connection reuses the ids
 # of finished callbacks, the raw client never does, so the guest's id of the
@@ -1585,6 +1670,7 @@ TESTS = [
     test_lingering_client_fd,
     test_fifty_clients_isolation,
     test_no_growth_500_cycles,
+    test_out_of_fds,
     test_host_protocol_error,
     test_ring_destroyed_under_context,
     test_copy_unoffered_format,
@@ -1620,7 +1706,8 @@ def main():
             print("FAIL setup: %s" % e)
             failed += 1
             return 1
-        for test in TESTS:
+        only = [n for n in os.environ.get("SML_E2E_ONLY", "").split(",") if n]
+        for test in [t for t in TESTS if not only or t.__name__ in only]:
             name = test.__name__[len("test_"):]
             t0 = time.monotonic()
             try:
