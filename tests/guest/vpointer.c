@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <wayland-client.h>
 
 extern const struct wl_interface sml_vpointer_interface;
@@ -75,6 +76,15 @@ static void on_global_remove(void *data, struct wl_registry *registry, uint32_t 
 
 static const struct wl_registry_listener registry_listener = { on_global, on_global_remove };
 
+// Event times as a real device gives them: toolkits tell clicks and
+// double clicks apart by them.
+static uint32_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint32_t)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
 // Sends one command; false if the line is not one.
 static bool send_command(struct wl_proxy *vp, const char *line, uint32_t time)
 {
@@ -119,8 +129,8 @@ int main(void)
 	printf("ready\n");
 	fflush(stdout);
 	char line[256];
-	for (uint32_t time = 1; fgets(line, sizeof(line), stdin); time += 10) {
-		bool ok = send_command(vp, line, time);
+	while (fgets(line, sizeof(line), stdin)) {
+		bool ok = send_command(vp, line, now_ms());
 		if (wl_display_roundtrip(display) < 0) {
 			fprintf(stderr, "sml-vpointer: the compositor closed the connection\n");
 			return 1;
