@@ -131,7 +131,7 @@ static int take_lock(const char *lock_path)
 		return -1;
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		close(fd);
-		errno = EADDRINUSE;
+		errno = EWOULDBLOCK; // what the header promises for a held lock
 		return -1;
 	}
 	return fd;
@@ -141,7 +141,8 @@ static int bind_unix(const char *path)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	strcpy(addr.sun_path, path); // length checked by the caller
-	unlink(path);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -1; // bind would only say the address is in use
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
 		sml_close(&fd);

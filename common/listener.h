@@ -24,8 +24,8 @@ struct sml_listener *sml_listener_create(struct wl_event_loop *loop, int fd, con
 					 int conn_fds, sml_listener_func_t func, void *data);
 // Binds the Unix socket `path` under the lock `path`.lock, which tells a
 // live server from a stale socket file left by a crash. NULL with errno
-// set: EADDRINUSE when another server holds the lock, ENAMETOOLONG, or what
-// socket, bind or listen said. Nothing is logged.
+// set: EWOULDBLOCK when another server holds the lock, ENAMETOOLONG, or what
+// unlink (of a stale file), socket, bind or listen said. Nothing is logged.
 struct sml_listener *sml_listener_create_unix(struct wl_event_loop *loop, const char *path,
 					      const char *kind, int conn_fds,
 					      sml_listener_func_t func, void *data);

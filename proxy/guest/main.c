@@ -146,12 +146,19 @@ static void on_client_accept(int fd, void *data)
 	}
 }
 
+// libwayland places a relative name only under an absolute runtime dir.
+static bool placeable(const char *name)
+{
+	const char *runtime = getenv("XDG_RUNTIME_DIR");
+	return name[0] == '/' || (runtime && runtime[0] == '/');
+}
+
 // Listens on the socket NAME stands for, as libwayland would place it; our
 // own listener rests when out of fds where libwayland's spins.
 static struct sml_listener *listen_name(struct wl_display *display, const char *name)
 {
 	char path[512];
-	if (name[0] != '/' && !getenv("XDG_RUNTIME_DIR")) {
+	if (!placeable(name)) {
 		errno = ENOENT;
 		return NULL;
 	}
@@ -162,9 +169,9 @@ static struct sml_listener *listen_name(struct wl_display *display, const char *
 
 static void listen_failed(const char *name)
 {
-	if (errno == ENOENT && name[0] != '/' && !getenv("XDG_RUNTIME_DIR"))
-		sml_err("cannot listen on %s: XDG_RUNTIME_DIR is not set", name);
-	else if (errno == EADDRINUSE)
+	if (!placeable(name))
+		sml_err("cannot listen on %s: XDG_RUNTIME_DIR is not set or not absolute", name);
+	else if (errno == EWOULDBLOCK)
 		sml_err("cannot listen on %s: another server holds its lock %s.lock", name, name);
 	else
 		sml_log_errno(SML_LOG_ERROR, "cannot listen on %s", name);
@@ -176,7 +183,7 @@ static struct sml_listener *listen_auto(struct wl_display *display, char *name, 
 	for (int i = 0; i < 32; i++) {
 		snprintf(name, size, "wayland-%d", i);
 		struct sml_listener *l = listen_name(display, name);
-		if (l || errno != EADDRINUSE)
+		if (l || errno != EWOULDBLOCK)
 			return l;
 	}
 	return NULL;
@@ -188,10 +195,12 @@ static bool start_program(struct wl_display *display, struct guest_options *opts
 	char name[32];
 	int sv[2];
 	st->listener = listen_auto(display, name, sizeof(name));
-	if (!st->listener) {
+	if (!st->listener && errno == EWOULDBLOCK)
+		sml_err("cannot listen: wayland-0 to wayland-31 are all in use");
+	else if (!st->listener)
 		listen_failed(name);
+	if (!st->listener)
 		return false;
-	}
 	if (!host_is_not_us(opts, name))
 		return false;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {

@@ -144,7 +144,9 @@ static bool listener_add(struct host_server *server, struct host_listener *l,
 			 struct sml_listener *listener)
 {
 	if (!listener) {
+		int err = errno;
 		free(l);
+		errno = err;
 		return false;
 	}
 	l->listener = listener;
@@ -156,12 +158,10 @@ static bool listener_add(struct host_server *server, struct host_listener *l,
 static bool listen_fd(struct host_server *server, int fd, const char *kind)
 {
 	struct host_listener *l = listener_new(server, kind);
-	if (!l) {
+	if (!l)
 		close(fd);
-		return false;
-	}
-	if (listener_add(server, l, sml_listener_create(server->loop, fd, kind, CONN_FDS,
-							on_accept, l)))
+	if (l && listener_add(server, l, sml_listener_create(server->loop, fd, kind, CONN_FDS,
+								  on_accept, l)))
 		return true;
 	sml_log_errno(SML_LOG_ERROR, "cannot listen (%s)", kind);
 	return false;
@@ -175,7 +175,7 @@ bool host_server_listen_unix(struct host_server *server, const char *path)
 		sml_info("listening on %s", path);
 		return true;
 	}
-	if (errno == EADDRINUSE)
+	if (errno == EWOULDBLOCK)
 		sml_err("%s.lock is in use by another sommelier-host", path);
 	else
 		sml_log_errno(SML_LOG_ERROR, "cannot listen on %s", path);

@@ -78,13 +78,17 @@ kill -0 $pid 2>/dev/null || fail "--parent died after SIGSTOP/SIGCONT"
 # A second server on the same socket: refused, and the first keeps it.
 "$bin" --parent --socket=sml-cli --display=nowhere 2> "$tmp/err"; [ $? -ne 0 ] ||
 	fail "a second --parent on a socket in use"
-grep -q "lock" "$tmp/err" || fail "socket in use: wrong message: $(cat "$tmp/err")"
-[ -S "$tmp/run/sml-cli" ] || fail "the refused second --parent removed the socket"
+grep -q "holds its lock" "$tmp/err" || fail "socket in use: wrong message: $(cat "$tmp/err")"
+[ -S "$tmp/run/sml-cli" ] && [ -e "$tmp/run/sml-cli.lock" ] ||
+	fail "the refused second --parent removed the socket or its lock"
+python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$tmp/run/sml-cli" ||
+	fail "the first --parent stopped accepting after a second was refused"
 kill -TERM $pid; wait $pid; [ $? -eq 0 ] || fail "--parent SIGTERM status"
 [ ! -e "$tmp/run/sml-cli" ] && [ ! -e "$tmp/run/sml-cli.lock" ] ||
 	fail "--parent left its socket or lock behind"
-# A stale socket file (a crash leaves one, without a held lock) is replaced.
+# A stale socket file and its lock, unheld (what a crash leaves), are taken over.
 python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$tmp/run/sml-cli"
+touch "$tmp/run/sml-cli.lock"
 "$bin" --parent --socket=sml-cli --display=nowhere & pid=$!
 python3 - "$tmp/run/sml-cli" <<'PY' || fail "a stale socket file was not replaced"
 import socket, sys, time
@@ -100,5 +104,13 @@ kill -TERM $pid; wait $pid; [ $? -eq 0 ] || fail "--parent on a stale socket: SI
 env -u XDG_RUNTIME_DIR "$bin" --parent --socket=sml-cli --display=nowhere 2> "$tmp/err" &&
 	fail "--parent without XDG_RUNTIME_DIR started"
 grep -q "XDG_RUNTIME_DIR is not set" "$tmp/err" || fail "no XDG_RUNTIME_DIR: wrong message: $(cat "$tmp/err")"
+# As libwayland: a relative name goes only under an absolute runtime dir.
+(cd "$tmp" && XDG_RUNTIME_DIR=run "$bin" --parent --socket=sml-cli --display=nowhere 2> "$tmp/err") &&
+	fail "--parent with a relative XDG_RUNTIME_DIR started"
+[ ! -e "$tmp/run/sml-cli" ] || fail "a relative XDG_RUNTIME_DIR was used"
+# A path that cannot be unlinked is named as such, not as a held lock.
+mkdir "$tmp/run/sml-dir"
+"$bin" --parent --socket=sml-dir --display=nowhere 2> "$tmp/err" && fail "--parent on a directory started"
+grep -q "cannot listen on sml-dir: Is a directory" "$tmp/err" || fail "directory: wrong message: $(cat "$tmp/err")"
 pid=
 echo "cli: 1 passed, 0 failed"

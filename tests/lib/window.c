@@ -36,6 +36,11 @@ static void on_configure(void *data, struct xdg_surface *surface, uint32_t seria
 {
 	struct test_window *w = data;
 	xdg_surface_ack_configure(surface, serial);
+	// A later configure (the compositor moved or resized the window) takes
+	// effect at a commit; without one, sway waits for a timeout. The first
+	// one is followed by the caller's own commit of a buffer.
+	if (w->configured)
+		wl_surface_commit(w->surface);
 	w->configured = true;
 }
 
