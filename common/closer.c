@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 static int closer_pipe[2] = { -1, -1 }; // fd numbers, 4 bytes each (atomic writes)
 
@@ -33,7 +34,7 @@ bool sml_closer_start(void)
 		return true;
 	if (pipe2(closer_pipe, O_CLOEXEC) < 0)
 		return false;
-	fcntl(closer_pipe[1], F_SETFL, O_NONBLOCK);
+	sml_fd_set_nonblock(closer_pipe[1]);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	int err = pthread_create(&thread, NULL, closer_main, NULL);

@@ -458,21 +458,34 @@ static bool channel_take_memory(struct guest_channel *ch, int fd, off_t end)
 
 // Classifies one client fd: seekable means memory, a write-only fd is a
 // pipe's write end; nothing else can cross.
-static struct image_blob *find_image(struct guest_channel *ch, int fd)
+static struct image_blob *find_image(struct guest_channel *ch, const struct stat *st)
 {
-	struct stat st;
 	struct image_blob *img;
-	if (wl_list_empty(&ch->images) || fstat(fd, &st) < 0)
-		return NULL;
 	wl_list_for_each(img, &ch->images, link)
-		if (img->dev == st.st_dev && img->ino == st.st_ino)
+		if (img->dev == st->st_dev && img->ino == st->st_ino)
 			return img;
 	return NULL;
 }
 
+// Bytes behind a memory fd without moving the offset the client shares
+// with us: a file (memfds too) tells fstat; dma-bufs know only SEEK_END
+// and SEEK_SET to 0. Negative if it is not memory.
+static off_t memory_size(int fd, const struct stat *st)
+{
+	if (S_ISREG(st->st_mode))
+		return st->st_size;
+	off_t cur = lseek(fd, 0, SEEK_CUR);
+	off_t end = lseek(fd, 0, SEEK_END);
+	if (end >= 0)
+		lseek(fd, cur >= 0 ? cur : 0, SEEK_SET);
+	return end;
+}
+
 static bool channel_take_fd(struct guest_channel *ch, int fd)
 {
-	struct image_blob *img = find_image(ch, fd);
+	struct stat st;
+	bool known = fstat(fd, &st) == 0;
+	struct image_blob *img = known ? find_image(ch, &st) : NULL;
 	if (img)
 		return channel_push_out_fd(ch, (struct out_fd){ .fd = fd, .kind = OUT_IMAGE,
 								.res = img->res });
@@ -481,14 +494,9 @@ static bool channel_take_fd(struct guest_channel *ch, int fd)
 	int fl = fcntl(fd, F_GETFL);
 	if (fl >= 0 && (fl & O_ACCMODE) == O_WRONLY)
 		return channel_push_out_fd(ch, (struct out_fd){ .fd = fd, .kind = OUT_PIPE });
-	// Measure without moving the offset the client shares with us.
-	// (dma-bufs know only SEEK_END and SEEK_SET to 0.)
-	off_t cur = lseek(fd, 0, SEEK_CUR);
-	off_t end = lseek(fd, 0, SEEK_END);
-	if (end >= 0) {
-		lseek(fd, cur >= 0 ? cur : 0, SEEK_SET);
+	off_t end = known ? memory_size(fd, &st) : -1;
+	if (end >= 0)
 		return channel_take_memory(ch, fd, end);
-	}
 	sml_close_untrusted(fd);
 	channel_fail(ch, "the client sent an fd that is neither memory nor a pipe's write end "
 		     "(flags %#o)", fl);
@@ -979,15 +987,12 @@ static int query_reqs(struct guest_channel *ch, uint32_t width, uint32_t height,
 	return 0;
 }
 
-static int remember_image(struct guest_channel *ch, int fd, uint32_t res)
+static int remember_image(struct guest_channel *ch, const struct stat *st, uint32_t res)
 {
-	struct stat st;
 	struct image_blob *img = calloc(1, sizeof(*img));
-	if (!img || fstat(fd, &st) < 0) {
-		free(img);
+	if (!img)
 		return -ENOMEM;
-	}
-	*img = (struct image_blob){ .dev = st.st_dev, .ino = st.st_ino, .res = res };
+	*img = (struct image_blob){ .dev = st->st_dev, .ino = st->st_ino, .res = res };
 	wl_list_insert(&ch->images, &img->link);
 	return 0;
 }
@@ -1013,13 +1018,15 @@ static int claim_image(struct guest_channel *ch, const struct cd_image_requireme
 	int ret = ch->dev->impl->create_host_blob(ch->dev, reqs->blob_id, reqs->size, res, fd);
 	if (ret < 0)
 		return ret;
-	uint64_t file = sml_fd_size(*fd);
+	struct stat st;
+	uint64_t file = fstat(*fd, &st) < 0 ? 0 : S_ISREG(st.st_mode) ? (uint64_t)st.st_size :
+									   sml_fd_size(*fd);
 	if (file < reqs->size) {
 		sml_warn("the host's blob for an image has %llu bytes of %llu",
 			 (unsigned long long)file, (unsigned long long)reqs->size);
 		ret = -EPROTO;
 	} else {
-		ret = remember_image(ch, *fd, *res);
+		ret = remember_image(ch, &st, *res);
 	}
 	if (ret == 0)
 		return 0;

@@ -195,12 +195,13 @@ static bool start_program(struct wl_display *display, struct guest_options *opts
 	char name[32];
 	int sv[2];
 	st->listener = listen_auto(display, name, sizeof(name));
-	if (!st->listener && errno == EWOULDBLOCK)
-		sml_err("cannot listen: wayland-0 to wayland-31 are all in use");
-	else if (!st->listener)
-		listen_failed(name);
-	if (!st->listener)
+	if (!st->listener) {
+		if (errno == EWOULDBLOCK)
+			sml_err("cannot listen: wayland-0 to wayland-31 are all in use");
+		else
+			listen_failed(name);
 		return false;
+	}
 	if (!host_is_not_us(opts, name))
 		return false;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
