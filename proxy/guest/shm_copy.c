@@ -3,6 +3,7 @@
 
 #include <drm_fourcc.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pixman.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -26,7 +27,7 @@
 #define SURFACE_DAMAGE 2
 #define SURFACE_COMMIT 6
 #define SURFACE_DAMAGE_BUFFER 9
-#define BUFFER_RELEASE 0
+#define BUFFER_DESTROY 0
 
 // A guest pool: the client's memory, mapped read-only. Buffers keep it.
 struct copy_pool {
@@ -36,29 +37,47 @@ struct copy_pool {
 	bool broken; // the client shrank the file under us
 };
 
-// Host memory standing in for one guest wl_buffer.
+// A guest wl_buffer: a view of its pool. It stays in the guest; its pixels
+// reach the host through the slots of the surfaces it is committed to.
 struct copy_buffer {
 	struct guest_client *gc;
 	struct wl_resource *resource;
 	struct copy_pool *pool;
 	int32_t offset, width, height, stride;
 	uint32_t format, bpp;
+	int holds; // slots copied from it that the host has not released
+};
+
+// Host memory that shows a surface: a blob and a host wl_buffer over it.
+// Slots belong to the surface, not to the client's buffers: a compositor
+// that releases a buffer as soon as it has taken the pixels (mutter, for
+// one) lets one slot take every commit, so each damaged row
+// is copied once, whatever the number of buffers the client rotates.
+struct copy_slot {
+	struct copy_surface *surface;
+	struct wl_proxy *proxy; // the host wl_buffer
 	struct guest_image image;
-	uint8_t *host_map;
-	pixman_region32_t stale; // what the host copy lacks
-	bool held; // committed, and the host has not released it yet
-	struct copy_surface *surface; // may be NULL: where it was last committed
-	struct wl_list surface_link; // copy_surface.buffers
+	uint8_t *map;
+	int32_t width, height;
+	uint32_t format, bpp;
+	pixman_region32_t stale; // where it lacks the surface's content
+	bool held; // attached on the host and not released yet
+	struct copy_buffer *holder; // may be NULL: released when the host releases this
+	struct wl_list link; // copy_surface.slots
 };
 
 struct copy_surface {
+	struct guest_client *gc;
 	struct copy_buffer *pending; // may be NULL: attached since the last commit
-	struct copy_buffer *current; // may be NULL: the buffer of the last commit
+	int32_t dx, dy; // of that attach
 	bool attached;
+	bool deferred; // the attach was of a copy buffer: sent with the commit
 	bool full_damage; // surface-coordinate damage: copy all rather than guess
-	bool catch_up; // a buffer may be brought up to date ahead of its commit
+	bool catch_up; // a slot may be brought up to date ahead of a commit
 	pixman_region32_t damage; // buffer coordinates
-	struct wl_list buffers; // struct copy_buffer.surface_link
+	struct copy_slot *current; // may be NULL: the slot of the last commit
+	int nslots;
+	struct wl_list slots; // struct copy_slot.link
 	struct wl_list link; // guest_client.copy_surfaces
 };
 
@@ -137,7 +156,41 @@ static uint32_t format_bpp(uint32_t fourcc)
 	return 0;
 }
 
-// ---- host memory for a buffer ---------------------------------------------
+// ---- guest buffers ---------------------------------------------------------
+
+static void buffer_destroy(void *data)
+{
+	struct copy_buffer *b = data;
+	struct copy_surface *s;
+	struct copy_slot *slot;
+	wl_list_for_each(s, &b->gc->copy_surfaces, link) {
+		if (s->pending == b)
+			s->pending = NULL; // its commit attaches nothing, as a compositor's would
+		wl_list_for_each(slot, &s->slots, link)
+			if (slot->holder == b)
+				slot->holder = NULL;
+	}
+	pool_unref(b->pool);
+	free(b);
+}
+
+static int buffer_request(const void *impl, void *target, uint32_t opcode,
+			  const struct wl_message *msg, union wl_argument *args)
+{
+	if (opcode == BUFFER_DESTROY)
+		wl_resource_destroy(target);
+	return 0;
+}
+
+// The host let go of a slot copied from b: once no slot holds b, so does
+// its client.
+static void buffer_unhold(struct copy_buffer *b)
+{
+	if (b && --b->holds == 0 && !b->gc->dying)
+		wl_buffer_send_release(b->resource);
+}
+
+// ---- host memory: slots ----------------------------------------------------
 
 // Without a channel (direct mode, for testing the copy logic) a local memfd
 // stands in for host memory.
@@ -150,82 +203,112 @@ static int alloc_local(uint32_t width, uint32_t height, uint32_t bpp, struct gue
 	return out->fd < 0 ? -errno : 0;
 }
 
-static int alloc_image(struct copy_buffer *b, uint32_t fourcc)
+static int alloc_image(struct copy_slot *slot, struct guest_client *gc)
 {
-	int ret = b->gc->channel ?
-		guest_channel_alloc_image(b->gc->channel, (uint32_t)b->width,
-					  (uint32_t)b->height, fourcc, b->bpp, &b->image) :
-		alloc_local((uint32_t)b->width, (uint32_t)b->height, b->bpp, &b->image);
+	uint32_t fourcc = drm_format(slot->format);
+	int ret = gc->channel ?
+		guest_channel_alloc_image(gc->channel, (uint32_t)slot->width,
+					  (uint32_t)slot->height, fourcc, slot->bpp, &slot->image) :
+		alloc_local((uint32_t)slot->width, (uint32_t)slot->height, slot->bpp, &slot->image);
 	if (ret < 0)
 		return ret;
-	b->host_map = mmap(NULL, b->image.size, PROT_READ | PROT_WRITE, MAP_SHARED, b->image.fd, 0);
-	return b->host_map == MAP_FAILED ? (b->host_map = NULL, -errno) : 0;
+	slot->map = mmap(NULL, slot->image.size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			 slot->image.fd, 0);
+	return slot->map == MAP_FAILED ? (slot->map = NULL, -errno) : 0;
 }
 
-static void free_image(struct copy_buffer *b)
+static void free_image(struct copy_slot *slot, struct guest_client *gc)
 {
-	if (b->host_map)
-		munmap(b->host_map, b->image.size);
-	if (b->gc->channel && b->image.res)
-		guest_channel_free_image(b->gc->channel, &b->image);
+	if (slot->map)
+		munmap(slot->map, slot->image.size);
+	if (gc->channel && slot->image.res)
+		guest_channel_free_image(gc->channel, &slot->image);
 	else
-		sml_close(&b->image.fd);
+		sml_close(&slot->image.fd);
 }
 
 // A host wl_buffer over the image, through a pool that lives only as long
 // as it takes to make the buffer.
-static struct wl_proxy *host_buffer(struct copy_buffer *b, uint32_t shm_format)
+static struct wl_proxy *host_buffer(struct copy_slot *slot, struct wl_proxy *shm)
 {
-	struct wl_proxy *shm = b->gc->host_shm;
 	uint32_t version = wl_proxy_get_version(shm);
 	struct wl_proxy *pool = wl_proxy_marshal_flags(shm, SHM_CREATE_POOL, &wl_shm_pool_interface,
-						       version, 0, NULL, b->image.fd,
-						       (int32_t)b->image.size);
+						       version, 0, NULL, slot->image.fd,
+						       (int32_t)slot->image.size);
 	if (!pool)
 		return NULL;
 	struct wl_proxy *buffer = wl_proxy_marshal_flags(pool, POOL_CREATE_BUFFER,
 							 &wl_buffer_interface, version, 0, NULL,
-							 (int32_t)b->image.offset, b->width,
-							 b->height, (int32_t)b->image.stride,
-							 shm_format);
+							 (int32_t)slot->image.offset, slot->width,
+							 slot->height, (int32_t)slot->image.stride,
+							 slot->format);
 	wl_proxy_marshal_flags(pool, POOL_DESTROY, NULL, version, WL_MARSHAL_FLAG_DESTROY);
 	// The request holds its own dup and the mapping keeps the memory: a
-	// client with many buffers must not cost sommelier an fd for each.
-	sml_close(&b->image.fd);
+	// client with many surfaces must not cost sommelier an fd for each slot.
+	sml_close(&slot->image.fd);
 	return buffer;
 }
 
-static void buffer_destroy(void *data)
+static void slot_destroy(struct copy_slot *slot)
 {
-	struct copy_buffer *b = data;
-	struct copy_surface *s;
-	wl_list_for_each(s, &b->gc->copy_surfaces, link) {
-		if (s->pending == b)
-			s->pending = NULL;
-		if (s->current == b)
-			s->current = NULL;
-	}
-	if (b->surface)
-		wl_list_remove(&b->surface_link);
-	free_image(b);
-	pixman_region32_fini(&b->stale);
-	pool_unref(b->pool);
-	free(b);
+	struct copy_surface *s = slot->surface;
+	if (slot->proxy)
+		wl_proxy_marshal_flags(slot->proxy, BUFFER_DESTROY, NULL,
+				       wl_proxy_get_version(slot->proxy), WL_MARSHAL_FLAG_DESTROY);
+	buffer_unhold(slot->holder);
+	free_image(slot, s->gc);
+	pixman_region32_fini(&slot->stale);
+	wl_list_remove(&slot->link);
+	s->nslots--;
+	if (s->current == slot)
+		s->current = NULL;
+	free(slot);
 }
 
-// The host let go of its copy: from now on it may be written ahead of the
-// buffer's next commit.
-static int buffer_event(const void *impl, void *target, uint32_t opcode,
-			const struct wl_message *msg, union wl_argument *args)
+static bool slot_fits(const struct copy_slot *slot, const struct copy_buffer *b)
 {
-	struct fwd_object *obj = fwd_from_proxy(target);
-	struct copy_buffer *b = obj ? obj->data : NULL;
-	if (b && opcode == BUFFER_RELEASE) {
-		b->held = false;
-		if (b->surface)
-			b->surface->catch_up = true;
+	return slot->width == b->width && slot->height == b->height && slot->format == b->format;
+}
+
+// The host let go of the slot: it may be written for the next commit, or
+// caught up before it. A slot of an older size goes.
+static void on_slot_release(void *data, struct wl_proxy *proxy)
+{
+	struct copy_slot *slot = data;
+	struct copy_surface *s = slot->surface;
+	struct copy_buffer *holder = slot->holder;
+	slot->held = false;
+	slot->holder = NULL;
+	buffer_unhold(holder);
+	if (s->current && s->current != slot && (s->current->width != slot->width ||
+						 s->current->height != slot->height ||
+						 s->current->format != slot->format))
+		slot_destroy(slot);
+	else
+		s->catch_up = true;
+}
+
+// wl_buffer's one event; libwayland-client calls listeners through this table.
+static void (*const slot_listener[])(void) = { (void (*)(void))on_slot_release };
+
+static struct copy_slot *slot_create(struct copy_surface *s, const struct copy_buffer *b)
+{
+	struct copy_slot *slot = calloc(1, sizeof(*slot));
+	if (!slot)
+		return NULL;
+	*slot = (struct copy_slot){ .surface = s, .width = b->width, .height = b->height,
+				    .format = b->format, .bpp = b->bpp, .image.fd = -1 };
+	pixman_region32_init_rect(&slot->stale, 0, 0, (unsigned)b->width, (unsigned)b->height);
+	wl_list_insert(&s->slots, &slot->link);
+	s->nslots++;
+	s->gc->copy_stats.slots_max = SML_MAX(s->gc->copy_stats.slots_max, s->nslots);
+	if (!s->gc->host_shm || alloc_image(slot, s->gc) < 0 ||
+	    !(slot->proxy = host_buffer(slot, s->gc->host_shm))) {
+		slot_destroy(slot);
+		return NULL;
 	}
-	return fwd_event_dispatch(impl, target, opcode, msg, args);
+	wl_proxy_add_listener(slot->proxy, (void (**)(void))slot_listener, slot);
+	return slot;
 }
 
 // ---- wl_shm_pool and wl_shm -------------------------------------------------
@@ -270,24 +353,6 @@ static bool buffer_args_valid(struct wl_resource *pool_res, struct copy_pool *po
 	return true;
 }
 
-static struct copy_buffer *buffer_create(struct guest_client *gc, struct copy_pool *pool,
-					 const union wl_argument *args, uint32_t bpp)
-{
-	struct copy_buffer *b = calloc(1, sizeof(*b));
-	if (!b)
-		return NULL;
-	*b = (struct copy_buffer){ .gc = gc, .pool = pool, .offset = args[1].i,
-				   .width = args[2].i, .height = args[3].i, .stride = args[4].i,
-				   .format = args[5].u, .bpp = bpp, .image.fd = -1 };
-	pool->refs++;
-	pixman_region32_init_rect(&b->stale, 0, 0, (unsigned)b->width, (unsigned)b->height);
-	if (alloc_image(b, drm_format(args[5].u)) < 0) {
-		buffer_destroy(b);
-		return NULL;
-	}
-	return b;
-}
-
 static void pool_create_buffer(struct wl_resource *pool_res, struct copy_pool *pool,
 			       union wl_argument *args)
 {
@@ -295,22 +360,21 @@ static void pool_create_buffer(struct wl_resource *pool_res, struct copy_pool *p
 	uint32_t bpp = format_bpp(drm_format(args[5].u));
 	if (!buffer_args_valid(pool_res, pool, args, bpp))
 		return;
-	struct wl_resource *res = wl_resource_create(gc->client, &wl_buffer_interface, 1, args[0].n);
-	struct copy_buffer *b = res && gc->host_shm ? buffer_create(gc, pool, args, bpp) : NULL;
-	struct wl_proxy *proxy = b ? host_buffer(b, args[5].u) : NULL;
-	struct fwd_object *obj = proxy ? fwd_pair_with(gc, res, proxy, NULL, buffer_event) : NULL;
+	struct copy_buffer *b = calloc(1, sizeof(*b));
+	struct wl_resource *res = b ?
+		wl_resource_create(gc->client, &wl_buffer_interface, 1, args[0].n) : NULL;
+	struct fwd_object *obj = res ? fwd_pair_with(gc, res, NULL, buffer_request, NULL) : NULL;
 	if (!obj) {
-		sml_warn("copy path: no host memory for a %dx%d buffer", args[2].i, args[3].i);
-		if (proxy)
-			wl_proxy_destroy(proxy);
-		if (b)
-			buffer_destroy(b);
+		free(b);
 		if (res)
 			wl_resource_destroy(res);
 		wl_client_post_no_memory(gc->client);
 		return;
 	}
-	b->resource = res;
+	*b = (struct copy_buffer){ .gc = gc, .resource = res, .pool = pool, .offset = args[1].i,
+				   .width = args[2].i, .height = args[3].i, .stride = args[4].i,
+				   .format = args[5].u, .bpp = bpp };
+	pool->refs++;
 	obj->data = b;
 	obj->data_destroy = buffer_destroy;
 }
@@ -438,15 +502,15 @@ static void copy_bytes(uint8_t *dst, const uint8_t *src, size_t n)
 }
 #endif
 
-// Copies a box of the client's buffer `from` into the host copy of `to`,
-// a buffer of the same size and format.
-static void copy_rows(struct copy_buffer *to, const struct copy_buffer *from,
+// Copies a box of the client's buffer into a slot of the same size and
+// format.
+static void copy_rows(struct copy_slot *to, const struct copy_buffer *from,
 		      const pixman_box32_t *box)
 {
 	size_t bytes = (size_t)(box->x2 - box->x1) * to->bpp;
 	const uint8_t *src = from->pool->map + from->offset + (size_t)box->y1 * (size_t)from->stride +
 			     (size_t)box->x1 * to->bpp;
-	uint8_t *dst = to->host_map + to->image.offset + (size_t)box->y1 * to->image.stride +
+	uint8_t *dst = to->map + to->image.offset + (size_t)box->y1 * to->image.stride +
 		       (size_t)box->x1 * to->bpp;
 	if (box->x1 == 0 && box->x2 == to->width && (uint32_t)from->stride == to->image.stride) {
 		copy_bytes(dst, src, (size_t)from->stride * (size_t)(box->y2 - box->y1));
@@ -456,89 +520,154 @@ static void copy_rows(struct copy_buffer *to, const struct copy_buffer *from,
 		memcpy(dst, src, bytes);
 }
 
-// False if the client's memory vanished meanwhile (zeros were copied).
-static bool copy_region(struct copy_buffer *to, const struct copy_buffer *from,
-			pixman_region32_t *region)
+// Copies the slot's stale region from the buffer and clears it, counting
+// the bytes. False if the client's memory vanished meanwhile (zeros were
+// copied).
+static bool copy_stale(struct copy_slot *to, const struct copy_buffer *from, uint64_t *bytes)
 {
 	int n;
-	const pixman_box32_t *boxes = pixman_region32_rectangles(region, &n);
+	const pixman_box32_t *boxes = pixman_region32_rectangles(&to->stale, &n);
 	accessing = from->pool;
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		copy_rows(to, from, &boxes[i]);
+		*bytes += (uint64_t)(boxes[i].x2 - boxes[i].x1) * (uint64_t)(boxes[i].y2 - boxes[i].y1) *
+			  to->bpp;
+	}
 	accessing = NULL;
+	pixman_region32_clear(&to->stale);
 	return !from->pool->broken;
 }
 
-// Adds damage to what b's host copy lacks; damage outside b means nothing
+// Adds damage to what a slot lacks; damage outside it means nothing
 // (clients damage generously, and compositors ignore the excess).
-static void add_stale(struct copy_buffer *b, pixman_region32_t *damage)
+static void add_stale(struct copy_slot *slot, pixman_region32_t *damage)
 {
-	pixman_region32_union(&b->stale, &b->stale, damage);
-	pixman_region32_intersect_rect(&b->stale, &b->stale, 0, 0, (unsigned)b->width,
-				       (unsigned)b->height);
+	pixman_region32_union(&slot->stale, &slot->stale, damage);
+	pixman_region32_intersect_rect(&slot->stale, &slot->stale, 0, 0, (unsigned)slot->width,
+				       (unsigned)slot->height);
 }
 
-// Copies what the host lacks of `b` after this commit's damage.
-static bool copy_buffer(struct copy_buffer *b, pixman_region32_t *damage)
+static void set_all_stale(struct copy_surface *s)
 {
-	add_stale(b, damage);
-	bool ok = copy_region(b, b, &b->stale);
-	pixman_region32_clear(&b->stale);
-	return ok;
+	struct copy_slot *slot;
+	wl_list_for_each(slot, &s->slots, link)
+		pixman_region32_reset(&slot->stale, &(pixman_box32_t){ 0, 0, slot->width,
+								       slot->height });
+	s->current = NULL;
 }
 
-// What this commit changed is missing from every other buffer the surface
-// has shown (their host copies are older).
-static void mark_others_stale(struct copy_surface *s, struct copy_buffer *b,
-			      pixman_region32_t *damage)
+// Released slots of another size or format will not be written again.
+static void drop_misfits(struct copy_surface *s, const struct copy_buffer *b)
 {
-	struct copy_buffer *other;
-	wl_list_for_each(other, &s->buffers, surface_link)
-		if (other != b)
-			add_stale(other, damage);
-	if (b->surface == s)
-		return;
-	if (b->surface)
-		wl_list_remove(&b->surface_link);
-	b->surface = s;
-	wl_list_insert(&s->buffers, &b->surface_link);
+	struct copy_slot *slot, *tmp;
+	wl_list_for_each_safe(slot, tmp, &s->slots, link)
+		if (!slot->held && !slot_fits(slot, b))
+			slot_destroy(slot);
 }
 
-static bool surface_commit(struct copy_surface *s)
+// More than a compositor holds of one surface: a client that commits faster
+// than the host releases gets the slot on screen rewritten, as a client
+// that redraws a buffer the compositor holds does on its own.
+#define SLOTS_MAX 4
+
+// A slot the host does not hold, the least stale first; a new one while
+// there are few.
+static struct copy_slot *pick_slot(struct copy_surface *s, const struct copy_buffer *b)
 {
-	struct copy_buffer *b = s->attached ? s->pending : NULL;
-	bool ok = true;
-	if (b) {
-		if (s->full_damage)
-			pixman_region32_reset(&s->damage, &(pixman_box32_t){ 0, 0, b->width,
-									     b->height });
-		ok = copy_buffer(b, &s->damage);
-		mark_others_stale(s, b, &s->damage);
-		b->held = true;
-		s->catch_up = true;
+	struct copy_slot *slot, *best = NULL;
+	wl_list_for_each(slot, &s->slots, link) {
+		if (slot->held || !slot_fits(slot, b))
+			continue;
+		if (!pixman_region32_not_empty(&slot->stale))
+			return slot;
+		best = best ? best : slot;
 	}
-	if (s->attached)
-		s->current = b;
-	s->attached = false;
-	s->full_damage = false;
-	pixman_region32_clear(&s->damage);
-	return ok;
+	if (best)
+		return best;
+	if (s->nslots < SLOTS_MAX)
+		return slot_create(s, b);
+	return s->current && slot_fits(s->current, b) ? s->current : NULL;
 }
 
-static void surface_track(struct copy_surface *s, uint32_t opcode, union wl_argument *args)
+// The slot holds b's pixels for the host; b goes back to its client when
+// the host lets go of the slot.
+static void slot_hold(struct copy_slot *slot, struct copy_buffer *b)
+{
+	struct copy_buffer *previous = slot->holder;
+	b->holds++;
+	slot->holder = b;
+	slot->held = true;
+	buffer_unhold(previous);
+}
+
+static void host_attach(struct wl_proxy *host_surface, struct copy_slot *slot, int32_t dx,
+			int32_t dy)
+{
+	if (host_surface)
+		wl_proxy_marshal_flags(host_surface, SURFACE_ATTACH, NULL,
+				       wl_proxy_get_version(host_surface), 0,
+				       slot ? slot->proxy : NULL, dx, dy);
+}
+
+// Copies b into a slot: what this commit damaged, and what the slot lacked
+// of the surface before it. Negative errno when nothing can be shown.
+static int commit_buffer(struct copy_surface *s, struct copy_buffer *b,
+			 struct wl_proxy *host_surface)
+{
+	drop_misfits(s, b);
+	struct copy_slot *slot = pick_slot(s, b), *other;
+	if (!slot)
+		return -ENOMEM;
+	if (s->full_damage)
+		pixman_region32_reset(&s->damage, &(pixman_box32_t){ 0, 0, b->width, b->height });
+	add_stale(slot, &s->damage);
+	bool ok = copy_stale(slot, b, &s->gc->copy_stats.commit_bytes);
+	s->gc->copy_stats.commits++;
+	wl_list_for_each(other, &s->slots, link)
+		if (other != slot)
+			add_stale(other, &s->damage);
+	slot_hold(slot, b);
+	s->current = slot;
+	host_attach(host_surface, slot, s->dx, s->dy);
+	return ok ? 0 : -EFAULT;
+}
+
+static int surface_commit(struct copy_surface *s, struct wl_proxy *host_surface)
+{
+	int ret = 0;
+	if (s->attached && s->deferred && s->pending)
+		ret = commit_buffer(s, s->pending, host_surface);
+	else if (s->attached)
+		set_all_stale(s); // the surface shows something else, or nothing
+	if (s->attached && s->deferred && !s->pending)
+		host_attach(host_surface, NULL, s->dx, s->dy); // the client destroyed it
+	s->attached = s->deferred = s->full_damage = false;
+	pixman_region32_clear(&s->damage);
+	return ret;
+}
+
+// True when the request is held back (an attach of a copy buffer, sent
+// with its commit).
+static bool surface_track(struct copy_surface *s, uint32_t opcode, union wl_argument *args)
 {
 	if (opcode == SURFACE_ATTACH) {
 		struct fwd_object *buf = args[0].o ?
 			fwd_from_resource((struct wl_resource *)args[0].o) : NULL;
 		s->attached = true;
 		s->pending = buf && buf->data_destroy == buffer_destroy ? buf->data : NULL;
-	} else if (opcode == SURFACE_DAMAGE) {
+		s->deferred = s->pending != NULL;
+		s->dx = args[1].i;
+		s->dy = args[2].i;
+		return s->deferred;
+	}
+	if (opcode == SURFACE_DAMAGE) {
 		s->full_damage = true; // surface coordinates: scale and transform unknown here
 	} else if (opcode == SURFACE_DAMAGE_BUFFER) {
 		pixman_region32_union_rect(&s->damage, &s->damage, args[0].i, args[1].i,
 					   (unsigned)SML_MAX(args[2].i, 0),
 					   (unsigned)SML_MAX(args[3].i, 0));
 	}
+	return false;
 }
 
 static int surface_request(const void *impl, void *target, uint32_t opcode,
@@ -546,11 +675,17 @@ static int surface_request(const void *impl, void *target, uint32_t opcode,
 {
 	struct fwd_object *obj = fwd_from_resource(target);
 	struct copy_surface *s = obj->data;
-	if (s)
-		surface_track(s, opcode, args);
-	if (s && opcode == SURFACE_COMMIT && !surface_commit(s)) {
+	if (s && surface_track(s, opcode, args))
+		return 0;
+	int ret = s && opcode == SURFACE_COMMIT ? surface_commit(s, obj->proxy) : 0;
+	if (ret == -EFAULT) {
 		wl_resource_post_error(target, WL_SHM_ERROR_INVALID_FD,
 				       "the buffer's pool shrank while in use");
+		return 0;
+	}
+	if (ret < 0) {
+		sml_warn("copy path: no host memory for a surface");
+		wl_client_post_no_memory(obj->gc->client);
 		return 0;
 	}
 	return fwd_request_dispatch(impl, target, opcode, msg, args);
@@ -559,11 +694,9 @@ static int surface_request(const void *impl, void *target, uint32_t opcode,
 static void surface_destroy(void *data)
 {
 	struct copy_surface *s = data;
-	struct copy_buffer *b, *tmp;
-	wl_list_for_each_safe(b, tmp, &s->buffers, surface_link) {
-		wl_list_remove(&b->surface_link);
-		b->surface = NULL;
-	}
+	struct copy_slot *slot, *tmp;
+	wl_list_for_each_safe(slot, tmp, &s->slots, link)
+		slot_destroy(slot);
 	pixman_region32_fini(&s->damage);
 	wl_list_remove(&s->link);
 	free(s);
@@ -572,13 +705,14 @@ static void surface_destroy(void *data)
 // Surfaces are created by the generic forwarder; their state is attached
 // at their first request.
 static int surface_dispatch(const void *impl, void *target, uint32_t opcode,
-				 const struct wl_message *msg, union wl_argument *args)
+			    const struct wl_message *msg, union wl_argument *args)
 {
 	struct fwd_object *obj = fwd_from_resource(target);
 	struct copy_surface *s = obj->data ? NULL : calloc(1, sizeof(*s));
 	if (s) {
+		s->gc = obj->gc;
 		pixman_region32_init(&s->damage);
-		wl_list_init(&s->buffers);
+		wl_list_init(&s->slots);
 		wl_list_insert(&obj->gc->copy_surfaces, &s->link);
 		obj->data = s;
 		obj->data_destroy = surface_destroy;
@@ -588,37 +722,33 @@ static int surface_dispatch(const void *impl, void *target, uint32_t opcode,
 
 // ---- catching up between commits -------------------------------------------
 
-// A double-buffered client's commit must also bring its buffer's host copy
-// up to date with what the other buffer's commits changed meanwhile. Once
-// the host has released that copy, this is done while the client is busy
-// drawing, from the buffer on screen: the compositor holds that one, so its
-// client leaves it alone, and it shows the surface as it is now.
-// `from` is held, so this also skips `from` itself.
-static bool worth_catching_up(const struct copy_buffer *b, const struct copy_buffer *from)
+// With a compositor that holds the buffer on screen (weston, wlroots with
+// pixman), the next commit goes to another slot, which lacks what the
+// commits since its own changed. Once the host has released that slot, it
+// is brought up to date while the client is busy drawing, from the buffer
+// on screen: the host holds that one, so its client leaves it alone.
+static bool worth_catching_up(const struct copy_slot *slot, const struct copy_slot *from)
 {
-	if (b->held || b->format != from->format || b->width != from->width ||
-	    b->height != from->height || !pixman_region32_not_empty(&b->stale))
+	if (slot->held || slot->width != from->width || slot->height != from->height ||
+	    slot->format != from->format || !pixman_region32_not_empty(&slot->stale))
 		return false;
 	// Wholly stale: a client that redraws everything, whose next commit
 	// copies it all anyway.
-	const pixman_box32_t *e = pixman_region32_extents(&b->stale);
-	return pixman_region32_n_rects(&b->stale) > 1 || e->x1 > 0 || e->y1 > 0 ||
-	       e->x2 < b->width || e->y2 < b->height;
+	const pixman_box32_t *e = pixman_region32_extents(&slot->stale);
+	return pixman_region32_n_rects(&slot->stale) > 1 || e->x1 > 0 || e->y1 > 0 ||
+	       e->x2 < slot->width || e->y2 < slot->height;
 }
 
 static void surface_catch_up(struct copy_surface *s)
 {
-	struct copy_buffer *from = s->current, *b;
+	struct copy_slot *from = s->current, *slot;
 	s->catch_up = false;
-	if (!from || !from->held || from->pool->broken)
+	if (!from || !from->holder || from->holder->pool->broken)
 		return;
-	wl_list_for_each(b, &s->buffers, surface_link) {
-		if (!worth_catching_up(b, from))
-			continue;
-		if (!copy_region(b, from, &b->stale))
+	wl_list_for_each(slot, &s->slots, link)
+		if (slot != from && worth_catching_up(slot, from) &&
+		    !copy_stale(slot, from->holder, &s->gc->copy_stats.catch_up_bytes))
 			return; // its next commit reports the client's shrunken pool
-		pixman_region32_clear(&b->stale);
-	}
 }
 
 // ---- entry points ----------------------------------------------------------
@@ -672,6 +802,12 @@ void shm_copy_bound(struct guest_client *gc, struct wl_proxy *registry, uint32_t
 
 void shm_copy_release(struct guest_client *gc)
 {
+	const struct copy_stats *st = &gc->copy_stats;
+	if (st->commits)
+		sml_info("client %p: copy path: %" PRIu64 " commits, %" PRIu64 " KiB copied at "
+			 "commit, %" PRIu64 " KiB ahead of commits, at most %d slots on a surface",
+			 (void *)gc->client, st->commits, st->commit_bytes / 1024,
+			 st->catch_up_bytes / 1024, st->slots_max);
 	if (gc->host_shm)
 		wl_proxy_destroy(gc->host_shm);
 	gc->host_shm = NULL;

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
 // The copy path for wl_shm: when guest memory cannot reach the host as it
-// is (a VM, or --shm-copy), each wl_buffer gets host memory laid out by the
-// host (GET_IMAGE_REQUIREMENTS), and every commit copies the rows the host
-// copy lacks: the commit's damage plus what other commits on the surface
-// changed since this buffer was last copied.
+// is (a VM, or --shm-copy), the client's buffers stay in the guest and each
+// surface shows its pixels through slots: host memory laid out by the host
+// (GET_IMAGE_REQUIREMENTS), each with a host wl_buffer. A commit copies
+// into a slot the host does not hold what the commit damaged and what the
+// slot lacked; the client's buffer is released when the host releases that
+// slot. A compositor that takes the pixels at commit needs one slot per
+// surface; one that holds the buffer on screen, two.
 #ifndef SML_GUEST_SHM_COPY_H
 #define SML_GUEST_SHM_COPY_H
 

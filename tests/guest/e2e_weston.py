@@ -172,7 +172,7 @@ class Env:
         env.update(extra)
         return env
 
-    def env_for(self, argv, **extra):
+    def env_for(self, argv, host_sock=None, **extra):
         """The environment for argv. In virtgpu mode sommelier (and only
         sommelier, whatever it runs inherits it) gets the emulated render
         node: the library preloaded, and this suite's sommelier-host as its
@@ -182,7 +182,7 @@ class Env:
         if VIRTGPU and argv and argv[0] == GUEST_BIN:
             old = env.get("LD_PRELOAD")
             env["LD_PRELOAD"] = VGPU_LIB + (":" + old if old else "")
-            env["SML_VGPU_EMUL_SOCKET"] = self.host_sock
+            env["SML_VGPU_EMUL_SOCKET"] = host_sock or self.host_sock
         return env
 
     def path(self, name):
@@ -192,16 +192,20 @@ class Env:
         self.serial += 1
         return self.path("log-%03d-%s.txt" % (self.serial, tag))
 
-    def spawn(self, argv, tag, display=None, stdout_path=None, cwd=None, fd_limit=None):
+    def spawn(self, argv, tag, display=None, stdout_path=None, cwd=None, fd_limit=None,
+              host_sock=None):
         """Starts argv in its own process group, stdout and stderr to files;
-        fd_limit sets its RLIMIT_NOFILE (soft and hard)."""
+        fd_limit sets its RLIMIT_NOFILE (soft and hard); host_sock is the
+        sommelier-host of the emulated render node in virtgpu mode, when not
+        the suite's."""
         extra = {"WAYLAND_DISPLAY": display} if display else {}
         log = self.log_path(tag)
         err = open(log, "wb")
         out = open(stdout_path, "wb") if stdout_path else err
         try:
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                 env=self.env_for(argv, **extra), cwd=cwd or self.runtime,
+                                 env=self.env_for(argv, host_sock, **extra),
+                                 cwd=cwd or self.runtime,
                                  start_new_session=True,
                                  preexec_fn=lambda: _child_setup(fd_limit))
         finally:
@@ -897,6 +901,80 @@ def test_pixels_copy_catch_up(env):
     check(shared == read_a, "shared memory: green/blue/red %s, want %s (A as it is)" %
           (shared, read_a))
     return "green/blue/red pixels %s copied, %s shared (A's own rows)" % (copied, shared)
+
+
+def copy_stats(text):
+    """sommelier's copy-path summary of a client (logged at info when the
+    client goes): (commits, KiB copied at commit, KiB ahead of commits,
+    most slots on one surface), or None."""
+    m = re.search(r"copy path: (\d+) commits, (\d+) KiB copied at commit, (\d+) KiB ahead "
+                  r"of commits, at most (\d+) slots", text)
+    return tuple(int(g) for g in m.groups()) if m else None
+
+
+def history_copies(env, host_sock, what):
+    """sml-paint --history through sommelier --shm-copy on the sommelier-host
+    at host_sock: sommelier's copy statistics."""
+    argv = [GUEST_BIN, "--virtgpu-channel" if VIRTGPU else "--peer=unix:" + host_sock,
+            "--shm-copy", "--log-level=info", PAINT_BIN, "--history"]
+    p = env.spawn(argv, "slots", host_sock=host_sock)
+    try:
+        status = p.wait(20)
+    except subprocess.TimeoutExpired:
+        status = "still running after 20 s"
+    log = read_text(env.logs[p])
+    check(status == 0, lambda: "%s: sml-paint --history through sommelier: %s: %s" %
+          (what, status_text(status) if isinstance(status, int) else status,
+           env.log_tail(p)))
+    stats = copy_stats(log)
+    check(stats, lambda: "%s: sommelier logged no copy-path summary: %s" % (what, env.log_tail(p)))
+    return stats
+
+
+MUTTER_SOCKET = "host-mutter"
+
+
+def start_mutter_host(env):
+    """GNOME's compositor, headless (it takes an shm buffer's pixels at
+    commit and releases the buffer at once), and a sommelier-host of its own
+    in front of it: the host's socket."""
+    mutter = env.spawn(["dbus-run-session", "--", "mutter", "--wayland", "--headless",
+                        "--no-x11", "--virtual-monitor", "320x240",
+                        "--wayland-display=" + MUTTER_SOCKET], "mutter")
+    wait_for_socket(env.path(MUTTER_SOCKET), 30, mutter, "headless mutter")
+    sock = env.path("sommelier-host-mutter.sock")
+    host = env.spawn([HOST_BIN, "--socket=" + sock, "--display=" + MUTTER_SOCKET],
+                     "host-mutter")
+    wait_for_socket(sock, 10, host, "sommelier-host for mutter")
+    return [mutter, host], sock
+
+
+def test_copy_slots(env):
+    """The copy path keeps host memory per surface, not per client buffer.
+    sml-paint --history commits two 256x256 buffers (1 KiB a row): A whole,
+    B rows 0-99, A rows 100-199, A again without damage.
+    - mutter takes the pixels at commit and releases the buffer at once: one
+      slot takes every commit, and each damaged row is copied once: 256 +
+      100 + 100 + 0 = 456 KiB. (With host memory per client buffer, the
+      design before slots, 812 KiB were copied in all: every damaged row
+      went into the host copies of both buffers.)
+    - weston holds the buffer on screen: two slots. B's commit fills the new
+      one (256); once weston releases the other it catches up with B's rows
+      0-99 from the buffer on screen (100, ahead of the commit); A's commit
+      then copies its own 100 rows; the last commit, 0. 612 at commit, 200
+      ahead."""
+    want = {"weston": (4, 612, 200, 2), "mutter": (4, 456, 0, 1)}
+    got = {"weston": history_copies(env, env.host_sock, "weston")}
+    procs, sock = start_mutter_host(env)
+    try:
+        got["mutter"] = history_copies(env, sock, "mutter")
+    finally:
+        for p in reversed(procs):
+            env.stop(p)
+    text = "; ".join("%s: %d commits, %d KiB copied at commit, %d KiB ahead, %d slot(s)" %
+                     ((name,) + got[name]) for name in ("weston", "mutter"))
+    check(got == want, lambda: "%s; want %s" % (text, want))
+    return text
 
 
 def test_fifty_clients_isolation(env):
@@ -1665,6 +1743,7 @@ TESTS = [
     test_pixels_copy_catch_up,
     test_copy_damage_outside_buffer,
     test_copy_no_growth,
+    test_copy_slots,
     test_lingering_client_fd,
     test_fifty_clients_isolation,
     test_no_growth_500_cycles,
