@@ -20,8 +20,9 @@
 //
 // The commit test ends with a round trip rather than a frame callback: a
 // headless compositor paces frames on its own repaint clock, which would
-// hide the proxy. Two buffers alternate; a buffer is rewritten only after
-// the compositor released it. Pixels are written before the clock starts.
+// hide the proxy. Two buffers (--buffers) take turns; a buffer is rewritten
+// only after the compositor released it. Pixels are written before the
+// clock starts.
 //
 // Each result is one line: NAME n=.. p50=.. p90=.. p99=.. min=.. mean=..
 // max=.. (microseconds) plus bytes= for the shm tests. With --hold, wlbench
@@ -44,6 +45,7 @@
 #include "window.h"
 
 #define RELEASE_TIMEOUT_MS 5000
+#define BUFFERS_MAX 4
 
 struct buffer {
 	struct wl_buffer *wl;
@@ -55,7 +57,8 @@ struct bench {
 	struct test_window w;
 	struct wl_display *display; // w.display
 	struct wl_surface *surface; // w.surface
-	struct buffer buffers[2];
+	struct buffer buffers[BUFFERS_MAX];
+	int nbuffers; // taking turns in the commit tests
 	int width, height;
 	int iterations, warmup, damage;
 	bool hold;
@@ -129,7 +132,7 @@ static int make_toplevel(struct bench *b)
 		return -1;
 	b->display = b->w.display;
 	b->surface = b->w.surface;
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < b->nbuffers; i++)
 		if (make_buffer(b, &b->buffers[i]) < 0)
 			return -1;
 	return 0;
@@ -184,7 +187,7 @@ static void paint_rows(const struct bench *b, uint32_t *pixels, int y0, int rows
 
 static int commit_once(struct bench *b, int i, int rows, double *us)
 {
-	struct buffer *buf = &b->buffers[i & 1];
+	struct buffer *buf = &b->buffers[i % b->nbuffers];
 	int y0 = band_start(b, i, rows);
 	if (wait_release(b, buf) < 0)
 		return -1;
@@ -313,6 +316,7 @@ static void usage(FILE *out)
 		     "  -w, --warmup=N       unmeasured iterations before each test (10)\n"
 		     "  -s, --size=WxH       buffer size (1920x1080)\n"
 		     "  -d, --damage=PCT     rows damaged in the partial commit test (10)\n"
+		     "  -b, --buffers=N      buffers taking turns in the commit tests, 2-4 (2)\n"
 		     "      --hold           after the results, wait for SIGUSR1\n"
 		     "  -h, --help\n");
 }
@@ -325,11 +329,12 @@ static int parse_args(struct bench *b, int argc, char **argv)
 		{ "warmup", required_argument, NULL, 'w' },
 		{ "size", required_argument, NULL, 's' },
 		{ "damage", required_argument, NULL, 'd' },
+		{ "buffers", required_argument, NULL, 'b' },
 		{ "hold", no_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	for (int c; (c = getopt_long(argc, argv, "n:w:s:d:h", opts, NULL)) != -1;) {
+	for (int c; (c = getopt_long(argc, argv, "n:w:s:d:b:h", opts, NULL)) != -1;) {
 		if (c == 'n')
 			b->iterations = atoi(optarg);
 		else if (c == 'w')
@@ -338,6 +343,8 @@ static int parse_args(struct bench *b, int argc, char **argv)
 			continue;
 		else if (c == 'd')
 			b->damage = atoi(optarg);
+		else if (c == 'b')
+			b->nbuffers = atoi(optarg);
 		else if (c == 'H')
 			b->hold = true;
 		else if (c == 'h')
@@ -347,7 +354,7 @@ static int parse_args(struct bench *b, int argc, char **argv)
 	}
 	if (optind < argc || b->iterations < 1 || b->warmup < 0 || b->width < 1 ||
 	    b->height < 1 || b->width > 16384 || b->height > 16384 || b->damage < 1 ||
-	    b->damage > 100)
+	    b->damage > 100 || b->nbuffers < 2 || b->nbuffers > BUFFERS_MAX)
 		return -1;
 	return 0;
 }
@@ -355,7 +362,7 @@ static int parse_args(struct bench *b, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	struct bench b = { .width = 1920, .height = 1080, .iterations = 200, .warmup = 10,
-			   .damage = 10 };
+			   .damage = 10, .nbuffers = 2 };
 	sigset_t set;
 	int parsed = parse_args(&b, argc, argv);
 	if (parsed) {
