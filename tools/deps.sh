@@ -19,9 +19,10 @@ build=(
 fuzz=(clang libclang-rt-dev)
 # meson test: headless compositors and real clients.
 tests=(weston wayland-utils sway foot wtype wl-clipboard grim python3-pil)
-# The copy path against a compositor that releases shm buffers at commit:
-# mutter headless needs a session bus and Mesa's software EGL driver.
-tests+=(mutter dbus-daemon libgl1-mesa-dri)
+# The copy path against more host compositors: mutter (it releases shm
+# buffers at commit) and kwin (KDE shadows name shm buffers), headless;
+# both need a session bus and Mesa's software EGL driver.
+tests+=(mutter kwin-wayland dbus-daemon libgl1-mesa-dri)
 # Planned for the Xwayland tests (DESIGN.md), not needed yet:
 # xwayland x11-utils xterm xdotool. bench/run also compares with waypipe when
 # it is installed.

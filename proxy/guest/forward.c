@@ -123,6 +123,11 @@ struct fwd_object *fwd_from_proxy(struct wl_proxy *proxy)
 
 // ---- guest requests to the host -----------------------------------------
 
+static struct wl_proxy *host_side(struct fwd_object *obj)
+{
+	return obj->proxy || !obj->host_twin ? obj->proxy : obj->host_twin(obj);
+}
+
 // Object arguments become host proxies. False (after posting an error) when
 // a non-nullable object has no host twin any more.
 static bool translate_request_args(struct fwd_object *obj, const struct wl_message *msg,
@@ -136,7 +141,7 @@ static bool translate_request_args(struct fwd_object *obj, const struct wl_messa
 			*new_id_index = i;
 		} else if (a.type == 'o' && args[i].o) {
 			struct fwd_object *target = fwd_from_resource((struct wl_resource *)args[i].o);
-			args[i].o = target ? (struct wl_object *)target->proxy : NULL;
+			args[i].o = target ? (struct wl_object *)host_side(target) : NULL;
 			if (!args[i].o && !a.nullable) {
 				wl_resource_post_error(obj->resource, WL_DISPLAY_ERROR_INVALID_OBJECT,
 						       "%s.%s: object argument %d is gone on the host",

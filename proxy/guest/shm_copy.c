@@ -46,6 +46,7 @@ struct copy_buffer {
 	int32_t offset, width, height, stride;
 	uint32_t format, bpp;
 	int holds; // slots copied from it that the host has not released
+	struct copy_slot *twin; // may be NULL: its host memory where a request other than attach names it
 };
 
 // Host memory that shows a surface: a blob and a host wl_buffer over it.
@@ -54,16 +55,18 @@ struct copy_buffer {
 // one) lets one slot take every commit, so each damaged row
 // is copied once, whatever the number of buffers the client rotates.
 struct copy_slot {
-	struct copy_surface *surface;
-	struct wl_proxy *proxy; // the host wl_buffer
+	struct guest_client *gc;
+	struct copy_surface *surface; // may be NULL: a buffer's twin
+	struct wl_proxy *proxy; // may be NULL until made: the host wl_buffer
 	struct guest_image image;
-	uint8_t *map;
+	uint8_t *map; // may be NULL until mapped
 	int32_t width, height;
 	uint32_t format, bpp;
 	pixman_region32_t stale; // where it lacks the surface's content
 	bool held; // attached on the host and not released yet
 	struct copy_buffer *holder; // may be NULL: released when the host releases this
-	struct wl_list link; // copy_surface.slots
+	uint64_t attached_at; // copy_surface.attaches when last attached
+	struct wl_list link; // copy_surface.slots (not for twins)
 };
 
 struct copy_surface {
@@ -76,6 +79,7 @@ struct copy_surface {
 	bool catch_up; // a slot may be brought up to date ahead of a commit
 	pixman_region32_t damage; // buffer coordinates
 	struct copy_slot *current; // may be NULL: the slot of the last commit
+	uint64_t attaches;
 	int nslots;
 	struct wl_list slots; // struct copy_slot.link
 	struct wl_list link; // guest_client.copy_surfaces
@@ -158,6 +162,9 @@ static uint32_t format_bpp(uint32_t fourcc)
 
 // ---- guest buffers ---------------------------------------------------------
 
+static void slot_destroy(struct copy_slot *slot);
+static struct wl_proxy *buffer_twin(struct fwd_object *obj);
+
 static void buffer_destroy(void *data)
 {
 	struct copy_buffer *b = data;
@@ -169,6 +176,10 @@ static void buffer_destroy(void *data)
 		wl_list_for_each(slot, &s->slots, link)
 			if (slot->holder == b)
 				slot->holder = NULL;
+	}
+	if (b->twin) {
+		b->twin->holder = NULL;
+		slot_destroy(b->twin);
 	}
 	pool_unref(b->pool);
 	free(b);
@@ -256,58 +267,71 @@ static void slot_destroy(struct copy_slot *slot)
 		wl_proxy_marshal_flags(slot->proxy, BUFFER_DESTROY, NULL,
 				       wl_proxy_get_version(slot->proxy), WL_MARSHAL_FLAG_DESTROY);
 	buffer_unhold(slot->holder);
-	free_image(slot, s->gc);
+	free_image(slot, slot->gc);
 	pixman_region32_fini(&slot->stale);
-	wl_list_remove(&slot->link);
-	s->nslots--;
-	if (s->current == slot)
-		s->current = NULL;
+	if (s) {
+		wl_list_remove(&slot->link);
+		s->nslots--;
+		if (s->current == slot)
+			s->current = NULL;
+	}
 	free(slot);
 }
 
-static bool slot_fits(const struct copy_slot *slot, const struct copy_buffer *b)
+static bool slot_fits(const struct copy_slot *slot, int32_t width, int32_t height,
+		      uint32_t format)
 {
-	return slot->width == b->width && slot->height == b->height && slot->format == b->format;
+	return slot->width == width && slot->height == height && slot->format == format;
 }
 
 // The host let go of the slot: it may be written for the next commit, or
-// caught up before it. A slot of an older size goes.
+// caught up before it. A slot of an older size goes, and so do those of a
+// surface that shows no copy buffer any more.
 static void on_slot_release(void *data, struct wl_proxy *proxy)
 {
 	struct copy_slot *slot = data;
 	struct copy_surface *s = slot->surface;
+	struct copy_slot *cur = s ? s->current : NULL;
 	struct copy_buffer *holder = slot->holder;
 	slot->held = false;
 	slot->holder = NULL;
 	buffer_unhold(holder);
-	if (s->current && s->current != slot && (s->current->width != slot->width ||
-						 s->current->height != slot->height ||
-						 s->current->format != slot->format))
+	if (s && (!cur || !slot_fits(slot, cur->width, cur->height, cur->format)))
 		slot_destroy(slot);
-	else
+	else if (s)
 		s->catch_up = true;
 }
 
 // wl_buffer's one event; libwayland-client calls listeners through this table.
 static void (*const slot_listener[])(void) = { (void (*)(void))on_slot_release };
 
-static struct copy_slot *slot_create(struct copy_surface *s, const struct copy_buffer *b)
+// Host memory of b's size and format, wholly stale.
+static struct copy_slot *slot_alloc(struct guest_client *gc, const struct copy_buffer *b)
 {
 	struct copy_slot *slot = calloc(1, sizeof(*slot));
 	if (!slot)
 		return NULL;
-	*slot = (struct copy_slot){ .surface = s, .width = b->width, .height = b->height,
+	*slot = (struct copy_slot){ .gc = gc, .width = b->width, .height = b->height,
 				    .format = b->format, .bpp = b->bpp, .image.fd = -1 };
 	pixman_region32_init_rect(&slot->stale, 0, 0, (unsigned)b->width, (unsigned)b->height);
-	wl_list_insert(&s->slots, &slot->link);
-	s->nslots++;
-	s->gc->copy_stats.slots_max = SML_MAX(s->gc->copy_stats.slots_max, s->nslots);
-	if (!s->gc->host_shm || alloc_image(slot, s->gc) < 0 ||
-	    !(slot->proxy = host_buffer(slot, s->gc->host_shm))) {
+	if (!gc->host_shm || alloc_image(slot, gc) < 0 ||
+	    !(slot->proxy = host_buffer(slot, gc->host_shm))) {
 		slot_destroy(slot);
 		return NULL;
 	}
 	wl_proxy_add_listener(slot->proxy, (void (**)(void))slot_listener, slot);
+	return slot;
+}
+
+static struct copy_slot *slot_create(struct copy_surface *s, const struct copy_buffer *b)
+{
+	struct copy_slot *slot = slot_alloc(s->gc, b);
+	if (!slot)
+		return NULL;
+	slot->surface = s;
+	wl_list_insert(&s->slots, &slot->link);
+	s->nslots++;
+	s->gc->copy_stats.slots_max = SML_MAX(s->gc->copy_stats.slots_max, s->nslots);
 	return slot;
 }
 
@@ -327,7 +351,8 @@ static bool host_has_format(struct guest_client *gc, uint32_t format)
 	return false;
 }
 
-// The checks libwayland's own wl_shm makes, with its error codes.
+// The checks libwayland's own wl_shm makes, with its error codes, and a
+// stride that holds a row of pixels (which it leaves to the renderer).
 static bool buffer_args_valid(struct wl_resource *pool_res, struct copy_pool *pool,
 			      const union wl_argument *args, uint32_t bpp)
 {
@@ -343,8 +368,7 @@ static bool buffer_args_valid(struct wl_resource *pool_res, struct copy_pool *po
 		return false;
 	}
 	if (offset < 0 || width <= 0 || height <= 0 || stride < width * (int64_t)bpp ||
-	    (int64_t)offset + (int64_t)stride * (height - 1) + (int64_t)width * bpp >
-		    (int64_t)pool->size) {
+	    (int64_t)offset + (int64_t)stride * height > (int64_t)pool->size) {
 		wl_resource_post_error(pool_res, WL_SHM_ERROR_INVALID_STRIDE,
 				       "invalid width, height or stride (%dx%d, %d)", width,
 				       height, stride);
@@ -377,6 +401,7 @@ static void pool_create_buffer(struct wl_resource *pool_res, struct copy_pool *p
 	pool->refs++;
 	obj->data = b;
 	obj->data_destroy = buffer_destroy;
+	obj->host_twin = buffer_twin;
 }
 
 static void pool_resize(struct wl_resource *pool_res, struct copy_pool *pool, int32_t size)
@@ -561,32 +586,40 @@ static void drop_misfits(struct copy_surface *s, const struct copy_buffer *b)
 {
 	struct copy_slot *slot, *tmp;
 	wl_list_for_each_safe(slot, tmp, &s->slots, link)
-		if (!slot->held && !slot_fits(slot, b))
+		if (!slot->held && !slot_fits(slot, b->width, b->height, b->format))
 			slot_destroy(slot);
 }
 
-// More than a compositor holds of one surface: a client that commits faster
-// than the host releases gets the slot on screen rewritten, as a client
-// that redraws a buffer the compositor holds does on its own.
-#define SLOTS_MAX 4
+// Slots of one size a surface keeps: more than a compositor holds at once.
+#define SLOTS_FIT_MAX 4
+// Slots of a surface in all: the sizes of a resize still in flight.
+#define SLOTS_MAX 16
 
-// A slot the host does not hold, the least stale first; a new one while
-// there are few.
+// A slot the host does not hold (one that lacks nothing, if there is one),
+// else a new one. When the host holds all four slots of the size, the
+// client commits faster than the host takes frames: the newest slot is
+// written again, and the host may show this commit's pixels for the frame
+// before (a torn frame at worst), where a slot for each commit in flight
+// would let a client pile up host memory without bound. NULL only when
+// sizes change faster than the host releases (SLOTS_MAX of them in flight).
 static struct copy_slot *pick_slot(struct copy_surface *s, const struct copy_buffer *b)
 {
-	struct copy_slot *slot, *best = NULL;
+	struct copy_slot *slot, *free_slot = NULL, *newest = NULL;
+	int fitting = 0;
 	wl_list_for_each(slot, &s->slots, link) {
-		if (slot->held || !slot_fits(slot, b))
+		if (!slot_fits(slot, b->width, b->height, b->format))
 			continue;
-		if (!pixman_region32_not_empty(&slot->stale))
-			return slot;
-		best = best ? best : slot;
+		fitting++;
+		if (!slot->held && (!free_slot || !pixman_region32_not_empty(&slot->stale)))
+			free_slot = slot;
+		if (!newest || slot->attached_at > newest->attached_at)
+			newest = slot;
 	}
-	if (best)
-		return best;
-	if (s->nslots < SLOTS_MAX)
+	if (free_slot)
+		return free_slot;
+	if (fitting < SLOTS_FIT_MAX && s->nslots < SLOTS_MAX)
 		return slot_create(s, b);
-	return s->current && slot_fits(s->current, b) ? s->current : NULL;
+	return newest;
 }
 
 // The slot holds b's pixels for the host; b goes back to its client when
@@ -627,7 +660,9 @@ static int commit_buffer(struct copy_surface *s, struct copy_buffer *b,
 		if (other != slot)
 			add_stale(other, &s->damage);
 	slot_hold(slot, b);
+	slot->attached_at = ++s->attaches;
 	s->current = slot;
+	s->catch_up = true; // free slots of three or more lack this commit now
 	host_attach(host_surface, slot, s->dx, s->dy);
 	return ok ? 0 : -EFAULT;
 }
@@ -644,6 +679,27 @@ static int surface_commit(struct copy_surface *s, struct wl_proxy *host_surface)
 	s->attached = s->deferred = s->full_damage = false;
 	pixman_region32_clear(&s->damage);
 	return ret;
+}
+
+// Buffers are at most 16384 wide and high (wl_shm pools are int32-sized):
+// a rectangle clamped to this range covers the same pixels, and its edges
+// cannot overflow in pixman, which would drop it.
+#define DAMAGE_LIMIT (1 << 24)
+
+static int32_t clamp_edge(int64_t v)
+{
+	return (int32_t)SML_MAX(SML_MIN(v, DAMAGE_LIMIT), -DAMAGE_LIMIT);
+}
+
+static void add_damage(pixman_region32_t *damage, int32_t x, int32_t y, int32_t w, int32_t h)
+{
+	if (w <= 0 || h <= 0)
+		return;
+	pixman_box32_t box = { clamp_edge(x), clamp_edge(y), clamp_edge((int64_t)x + w),
+			       clamp_edge((int64_t)y + h) };
+	if (box.x1 < box.x2 && box.y1 < box.y2)
+		pixman_region32_union_rect(damage, damage, box.x1, box.y1,
+					   (unsigned)(box.x2 - box.x1), (unsigned)(box.y2 - box.y1));
 }
 
 // True when the request is held back (an attach of a copy buffer, sent
@@ -663,9 +719,7 @@ static bool surface_track(struct copy_surface *s, uint32_t opcode, union wl_argu
 	if (opcode == SURFACE_DAMAGE) {
 		s->full_damage = true; // surface coordinates: scale and transform unknown here
 	} else if (opcode == SURFACE_DAMAGE_BUFFER) {
-		pixman_region32_union_rect(&s->damage, &s->damage, args[0].i, args[1].i,
-					   (unsigned)SML_MAX(args[2].i, 0),
-					   (unsigned)SML_MAX(args[3].i, 0));
+		add_damage(&s->damage, args[0].i, args[1].i, args[2].i, args[3].i);
 	}
 	return false;
 }
@@ -718,6 +772,21 @@ static int surface_dispatch(const void *impl, void *target, uint32_t opcode,
 		obj->data_destroy = surface_destroy;
 	}
 	return surface_request(impl, target, opcode, msg, args);
+}
+
+// A request other than wl_surface.attach names a copy buffer (a KDE shadow,
+// a toplevel icon): such buffers are read once, so the host gets a copy of
+// the whole buffer as it is now, in host memory of the buffer's own.
+static struct wl_proxy *buffer_twin(struct fwd_object *obj)
+{
+	struct copy_buffer *b = obj->data;
+	if (!b->twin && !(b->twin = slot_alloc(b->gc, b)))
+		return NULL;
+	pixman_region32_reset(&b->twin->stale, &(pixman_box32_t){ 0, 0, b->width, b->height });
+	copy_stale(b->twin, b, &b->gc->copy_stats.commit_bytes);
+	if (!b->twin->held)
+		slot_hold(b->twin, b);
+	return b->twin->proxy;
 }
 
 // ---- catching up between commits -------------------------------------------

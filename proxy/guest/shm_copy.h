@@ -22,8 +22,8 @@ wl_dispatcher_func_t shm_copy_hook(struct guest_client *gc, const char *interfac
 // A guest bound wl_shm (global `name` of host `registry`): the copy path
 // binds its own host wl_shm to make pools from host memory.
 void shm_copy_bound(struct guest_client *gc, struct wl_proxy *registry, uint32_t name);
-// Work for when the loop has nothing else to do: brings host copies of
-// released buffers up to date ahead of their commits.
+// Work for when the loop has nothing else to do: brings slots the host
+// has released up to date ahead of the commits that will use them.
 void shm_copy_idle(struct guest_client *gc);
 // Drops the client's copy-path state (before its host connection closes).
 void shm_copy_release(struct guest_client *gc);

@@ -932,21 +932,39 @@ def history_copies(env, host_sock, what):
 
 
 MUTTER_SOCKET = "host-mutter"
+KWIN_SOCKET = "host-kwin"
+
+
+def start_other_host(env, argv, name, what):
+    """Another compositor (argv makes its socket `name` in the runtime
+    directory) and a sommelier-host of its own in front of it: the
+    processes, and the host's socket."""
+    compositor = env.spawn(argv, name)
+    wait_for_socket(env.path(name), 30, compositor, what)
+    sock = env.path("sommelier-host-%s.sock" % name)
+    host = env.spawn([HOST_BIN, "--socket=" + sock, "--display=" + name], "host-" + name)
+    wait_for_socket(sock, 10, host, "sommelier-host for " + what)
+    return [compositor, host], sock
 
 
 def start_mutter_host(env):
-    """GNOME's compositor, headless (it takes an shm buffer's pixels at
-    commit and releases the buffer at once), and a sommelier-host of its own
-    in front of it: the host's socket."""
-    mutter = env.spawn(["dbus-run-session", "--", "mutter", "--wayland", "--headless",
-                        "--no-x11", "--virtual-monitor", "320x240",
-                        "--wayland-display=" + MUTTER_SOCKET], "mutter")
-    wait_for_socket(env.path(MUTTER_SOCKET), 30, mutter, "headless mutter")
-    sock = env.path("sommelier-host-mutter.sock")
-    host = env.spawn([HOST_BIN, "--socket=" + sock, "--display=" + MUTTER_SOCKET],
-                     "host-mutter")
-    wait_for_socket(sock, 10, host, "sommelier-host for mutter")
-    return [mutter, host], sock
+    """GNOME's compositor, headless: it takes an shm buffer's pixels at
+    commit and releases the buffer at once."""
+    return start_other_host(env, ["dbus-run-session", "--", "mutter", "--wayland", "--headless",
+                                  "--no-x11", "--virtual-monitor", "320x240",
+                                  "--wayland-display=" + MUTTER_SOCKET],
+                            MUTTER_SOCKET, "headless mutter")
+
+
+def start_kwin_host(env):
+    """KDE's compositor, on a virtual framebuffer. /usr/bin/kwin_wayland
+    carries a file capability (cap_sys_resource) that a sandbox without it
+    refuses to exec; a copy, which has none, runs the same."""
+    kwin = env.path("kwin_wayland")
+    shutil.copy("/usr/bin/kwin_wayland", kwin)
+    return start_other_host(env, ["dbus-run-session", "--", kwin, "--virtual",
+                                  "--socket=" + KWIN_SOCKET, "--width=640", "--height=480"],
+                            KWIN_SOCKET, "kwin_wayland --virtual")
 
 
 def test_copy_slots(env):
@@ -1423,6 +1441,7 @@ class CopyClient:
         self.next_id = 3  # ids are dense: 2 and 3 went to registry_of
         globals_, status, detail = registry_of(self.c)
         check(status == "done", "registry round trip: %s %s" % (status, detail))
+        self.globals = globals_
         self.compositor = self.bind(globals_, "wl_compositor", 4)
         self.shm = self.bind(globals_, "wl_shm", 1)
         self.memfd = os.memfd_create("sml-e2e-copy", os.MFD_CLOEXEC)
@@ -1531,6 +1550,126 @@ def test_copy_no_growth(env):
     c.close()
     env.stop(parent)
     return numbers
+
+
+def shadow_buffers(path):
+    """A raw client gives its surface a KDE shadow made of two of its shm
+    buffers (org_kde_kwin_shadow.attach_left and attach_top, then commit),
+    then shows a buffer on the surface: the status of the round trip after
+    each."""
+    c = CopyClient(path, nbuf=3)
+    try:
+        check("org_kde_kwin_shadow_manager" in c.globals,
+              "no org_kde_kwin_shadow_manager global")
+        manager = c.bind(c.globals, "org_kde_kwin_shadow_manager", 2)
+        shadow = c.new_id()
+        c.c.send(manager, 0, struct.pack("=II", shadow, c.surface))  # create
+        c.c.send(shadow, 1, struct.pack("=I", c.buffers[0]))  # attach_left
+        c.c.send(shadow, 3, struct.pack("=I", c.buffers[1]))  # attach_top
+        c.c.send(shadow, 9, struct.pack("=i", 8 * 256))  # set_left_offset 8.0
+        c.c.send(shadow, 0)  # commit
+        steps = [lambda: None, lambda: c.commit(c.buffers[2], [(0, 0, 64, 64)]),
+                 lambda: c.c.send(shadow, 13)]  # the shadow, a commit, shadow.destroy
+        statuses = []
+        for step in steps:
+            step()
+            st, detail = c.c.roundtrip(c.new_id())
+            statuses.append(st if st == "done" else "%s %s" % (st, detail))
+            if st != "done":
+                break
+        return statuses
+    finally:
+        c.close()
+
+
+# A request other than wl_surface.attach may name a client's shm buffer:
+# KDE shadows (Qt applications set them on menus and tooltips under KWin).
+# On the copy path client buffers have no host twin of their own; such a
+# request used to end the client ("object argument is gone on the host").
+# It must get a copy of the buffer in host memory, and go through.
+def test_copy_buffer_named(env):
+    procs, sock = start_kwin_host(env)
+    try:
+        direct = shadow_buffers(env.path(KWIN_SOCKET))
+        check(direct == ["done"] * 3, "straight to kwin: %s" % (direct,))
+        argv = [GUEST_BIN, "--virtgpu-channel" if VIRTGPU else "--peer=unix:" + sock,
+                "--shm-copy", "--log-level=info", "--parent", "--socket=sml-shadow"]
+        parent = env.spawn(argv, "shadow", host_sock=sock)
+        wait_for_socket(env.path("sml-shadow"), 10, parent, "sommelier --parent")
+        proxied = shadow_buffers(env.path("sml-shadow"))
+        env.stop(parent)
+    finally:
+        for p in reversed(procs):
+            env.stop(p)
+    check(proxied == ["done"] * 3, "through --shm-copy: %s" % (proxied,))
+    stats = copy_stats(read_text(env.logs[parent]))
+    # Two 64x64 shadow buffers copied whole (16 KiB each) and one commit.
+    check(stats and stats[0] == 1 and stats[1] == 48,
+          "copy statistics %s: want 1 commit and 48 KiB copied (two 16 KiB shadow "
+          "buffers and the commit's 16)" % (stats,))
+    return ("a shadow of two shm buffers, then a commit, through --shm-copy to kwin: "
+            "round trips %s; 48 KiB copied" % "/".join(proxied))
+
+
+def wl_msg(obj, opcode, payload=b""):
+    return struct.pack("=II", obj, ((8 + len(payload)) << 16) | opcode) + payload
+
+
+def burst_releases(path):
+    """Commits sent in one go (no round trip between them) by a raw client:
+    six buffers of six sizes, six of one size, an unmap and a map, and a
+    last buffer. Returns the buffers the compositor never released after
+    that last commit, or an error status."""
+    c = CopyClient(path, nbuf=8)
+    try:
+        size = CopyClient.W * 4 * CopyClient.H
+        sizes = [c.buffer(i * size, 64 - 4 * i, 64 - 4 * i) for i in range(6)]
+        same = c.buffers
+        releases = collections.Counter()
+
+        def commit(buf):
+            return (wl_msg(c.surface, 1, struct.pack("=Iii", buf, 0, 0)) +
+                    wl_msg(c.surface, 9, struct.pack("=iiii", 0, 0, 64, 64)) +
+                    wl_msg(c.surface, 6))
+
+        def on_event(obj, opcode, payload):
+            if opcode == 0 and obj in sizes + same:
+                releases[obj] += 1
+        bursts = [("six sizes", b"".join(commit(b) for b in sizes)),
+                  ("six buffers of one size", b"".join(commit(b) for b in same[:6])),
+                  ("unmap and map", commit(0) + commit(same[6])),
+                  ("a last buffer", commit(same[7]))]
+        for what, data in bursts:
+            c.c.sock.sendall(data)
+            status, detail = c.c.roundtrip(c.new_id(), on_event)
+            if status != "done":
+                return "%s in one go: %s %s" % (what, status, detail)
+        time.sleep(0.3)
+        c.c.roundtrip(c.new_id(), on_event)
+        return [b for b in sizes + same[:7] if not releases[b]]
+    finally:
+        c.close()
+
+
+# A client may commit several buffers before sommelier has read the host's
+# releases of the first ones (they are all dispatched in one go): every slot
+# then looks held. That used to end the client with no_memory. The commits
+# must all be taken and every buffer but the last one released, as weston
+# does directly.
+def test_copy_bursts(env):
+    direct = burst_releases(env.path(WESTON_SOCKET))
+    check(direct == [], "straight to weston: %s" % (direct,))
+    name = "sml-burst"
+    parent = env.start_parent(name, "--shm-copy", "--log-level=info")
+    proxied = burst_releases(env.path(name))
+    check(parent.poll() is None, lambda: "sommelier died: %s" % env.log_tail(parent))
+    env.stop(parent)
+    check(proxied == [], "through --shm-copy: %s" % (proxied,))
+    stats = copy_stats(read_text(env.logs[parent]))
+    check(stats and stats[0] == 14 and stats[3] <= 16,
+          "copy statistics %s: want 14 commits and at most 16 slots" % (stats,))
+    return ("14 copied commits in four bursts: every buffer but the last released, as directly; "
+            "%d slots at most" % stats[3])
 
 
 def lingering_socket(seconds):
@@ -1744,6 +1883,8 @@ TESTS = [
     test_copy_damage_outside_buffer,
     test_copy_no_growth,
     test_copy_slots,
+    test_copy_bursts,
+    test_copy_buffer_named,
     test_lingering_client_fd,
     test_fifty_clients_isolation,
     test_no_growth_500_cycles,
