@@ -20,9 +20,10 @@ struct fwd_object {
 	void *data; // may be NULL: a hook's state, freed with data_destroy
 	void (*data_destroy)(void *data);
 	// May be NULL: for an object without a host twin (proxy NULL), makes
-	// one when a request names it; the hook keeps it (the copy path's
-	// buffers, named by requests other than wl_surface.attach).
-	struct wl_proxy *(*host_twin)(struct fwd_object *obj);
+	// one when a request of `requester` names it, or returns NULL where it
+	// cannot stand in; the hook keeps it (the copy path's buffers, named by
+	// requests other than wl_surface.attach).
+	struct wl_proxy *(*host_twin)(struct fwd_object *obj, const struct fwd_object *requester);
 	struct wl_listener resource_destroy;
 };
 

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <pixman.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -163,7 +164,7 @@ static uint32_t format_bpp(uint32_t fourcc)
 // ---- guest buffers ---------------------------------------------------------
 
 static void slot_destroy(struct copy_slot *slot);
-static struct wl_proxy *buffer_twin(struct fwd_object *obj);
+static struct wl_proxy *buffer_twin(struct fwd_object *obj, const struct fwd_object *requester);
 
 static void buffer_destroy(void *data)
 {
@@ -592,19 +593,43 @@ static void drop_misfits(struct copy_surface *s, const struct copy_buffer *b)
 
 // Slots of one size a surface keeps: more than a compositor holds at once.
 #define SLOTS_FIT_MAX 4
-// Slots of a surface in all: the sizes of a resize still in flight.
+// Slots of a surface in all, each a mapping in sommelier: the sizes of a
+// resize still in flight. One client must not use up the mappings of all.
 #define SLOTS_MAX 16
 
+// The oldest slot of another size than b's: superseded by a later commit,
+// so the host no longer shows it, and it may be destroyed though the host
+// has not released it yet (it keeps its own mapping).
+static struct copy_slot *oldest_misfit(struct copy_surface *s, const struct copy_buffer *b)
+{
+	struct copy_slot *slot, *oldest = NULL;
+	wl_list_for_each(slot, &s->slots, link)
+		if (!slot_fits(slot, b->width, b->height, b->format) &&
+		    (!oldest || slot->attached_at < oldest->attached_at))
+			oldest = slot;
+	return oldest;
+}
+
+// A new slot for b, making room among the sizes in flight.
+static struct copy_slot *new_slot(struct copy_surface *s, const struct copy_buffer *b)
+{
+	struct copy_slot *victim = s->nslots >= SLOTS_MAX ? oldest_misfit(s, b) : NULL;
+	if (victim)
+		slot_destroy(victim);
+	return s->nslots < SLOTS_MAX ? slot_create(s, b) : NULL;
+}
+
 // A slot the host does not hold (one that lacks nothing, if there is one),
-// else a new one. When the host holds all four slots of the size, the
-// client commits faster than the host takes frames: the newest slot is
-// written again, and the host may show this commit's pixels for the frame
-// before (a torn frame at worst), where a slot for each commit in flight
-// would let a client pile up host memory without bound. NULL only when
-// sizes change faster than the host releases (SLOTS_MAX of them in flight).
+// else a new one. When the host holds all four slots of the size, or no
+// memory is left for another, the client commits faster than the host
+// takes frames: the newest slot is written and attached again, and the
+// host may show this commit's pixels for the frame before (a torn frame at
+// worst; and a host that releases once per attach frees it early), where a
+// slot for each commit in flight would pile up host memory without bound.
+// NULL only when no slot of the size can be made at all.
 static struct copy_slot *pick_slot(struct copy_surface *s, const struct copy_buffer *b)
 {
-	struct copy_slot *slot, *free_slot = NULL, *newest = NULL;
+	struct copy_slot *slot, *free_slot = NULL, *newest = NULL, *made = NULL;
 	int fitting = 0;
 	wl_list_for_each(slot, &s->slots, link) {
 		if (!slot_fits(slot, b->width, b->height, b->format))
@@ -617,9 +642,9 @@ static struct copy_slot *pick_slot(struct copy_surface *s, const struct copy_buf
 	}
 	if (free_slot)
 		return free_slot;
-	if (fitting < SLOTS_FIT_MAX && s->nslots < SLOTS_MAX)
-		return slot_create(s, b);
-	return newest;
+	if (fitting < SLOTS_FIT_MAX)
+		made = new_slot(s, b);
+	return made ? made : newest;
 }
 
 // The slot holds b's pixels for the host; b goes back to its client when
@@ -681,14 +706,12 @@ static int surface_commit(struct copy_surface *s, struct wl_proxy *host_surface)
 	return ret;
 }
 
-// Buffers are at most 16384 wide and high (wl_shm pools are int32-sized):
-// a rectangle clamped to this range covers the same pixels, and its edges
-// cannot overflow in pixman, which would drop it.
-#define DAMAGE_LIMIT (1 << 24)
-
+// Buffer pixels lie in [0, INT32_MAX): a rectangle clamped to that range
+// covers the same pixels, and its edges cannot overflow in pixman, which
+// would drop it.
 static int32_t clamp_edge(int64_t v)
 {
-	return (int32_t)SML_MAX(SML_MIN(v, DAMAGE_LIMIT), -DAMAGE_LIMIT);
+	return (int32_t)SML_MAX(SML_MIN(v, INT32_MAX), 0);
 }
 
 static void add_damage(pixman_region32_t *damage, int32_t x, int32_t y, int32_t w, int32_t h)
@@ -774,18 +797,24 @@ static int surface_dispatch(const void *impl, void *target, uint32_t opcode,
 	return surface_request(impl, target, opcode, msg, args);
 }
 
-// A request other than wl_surface.attach names a copy buffer (a KDE shadow,
-// a toplevel icon): such buffers are read once, so the host gets a copy of
-// the whole buffer as it is now, in host memory of the buffer's own.
-static struct wl_proxy *buffer_twin(struct fwd_object *obj)
+// A request other than wl_surface.attach names a copy buffer. Where the
+// host only reads it, once (KDE shadows, which Qt sets on menus under
+// KWin), the host gets a copy of the whole buffer as it is now, in host
+// memory of the buffer's own, and the buffer is released with it. Where
+// the host would write into it (captures) or never release it, a one-way
+// copy would be wrong: the request fails as the host's object is missing.
+static struct wl_proxy *buffer_twin(struct fwd_object *obj, const struct fwd_object *requester)
 {
 	struct copy_buffer *b = obj->data;
+	if (strcmp(requester->iface->name, "org_kde_kwin_shadow") != 0)
+		return NULL;
 	if (!b->twin && !(b->twin = slot_alloc(b->gc, b)))
 		return NULL;
+	if (b->twin->held)
+		return b->twin->proxy; // the client may not have changed it since
 	pixman_region32_reset(&b->twin->stale, &(pixman_box32_t){ 0, 0, b->width, b->height });
 	copy_stale(b->twin, b, &b->gc->copy_stats.commit_bytes);
-	if (!b->twin->held)
-		slot_hold(b->twin, b);
+	slot_hold(b->twin, b);
 	return b->twin->proxy;
 }
 

@@ -1555,8 +1555,9 @@ def test_copy_no_growth(env):
 def shadow_buffers(path):
     """A raw client gives its surface a KDE shadow made of two of its shm
     buffers (org_kde_kwin_shadow.attach_left and attach_top, then commit),
-    then shows a buffer on the surface: the status of the round trip after
-    each."""
+    shows a third buffer on the surface, destroys the shadow, then shows a
+    shadow buffer: the status of the round trip after each step, and the
+    releases each buffer got."""
     c = CopyClient(path, nbuf=3)
     try:
         check("org_kde_kwin_shadow_manager" in c.globals,
@@ -1569,15 +1570,22 @@ def shadow_buffers(path):
         c.c.send(shadow, 9, struct.pack("=i", 8 * 256))  # set_left_offset 8.0
         c.c.send(shadow, 0)  # commit
         steps = [lambda: None, lambda: c.commit(c.buffers[2], [(0, 0, 64, 64)]),
-                 lambda: c.c.send(shadow, 13)]  # the shadow, a commit, shadow.destroy
-        statuses = []
+                 lambda: c.c.send(shadow, 13),  # destroy
+                 lambda: c.commit(c.buffers[0], [(0, 0, 64, 64)])]
+        statuses, releases = [], collections.Counter()
+
+        def on_event(obj, opcode, payload):
+            if opcode == 0 and obj in c.buffers:
+                releases[c.buffers.index(obj)] += 1
         for step in steps:
             step()
-            st, detail = c.c.roundtrip(c.new_id())
+            st, detail = c.c.roundtrip(c.new_id(), on_event)
             statuses.append(st if st == "done" else "%s %s" % (st, detail))
             if st != "done":
                 break
-        return statuses
+        time.sleep(0.3)
+        c.c.roundtrip(c.new_id(), on_event)
+        return statuses, dict(releases)
     finally:
         c.close()
 
@@ -1590,25 +1598,29 @@ def shadow_buffers(path):
 def test_copy_buffer_named(env):
     procs, sock = start_kwin_host(env)
     try:
-        direct = shadow_buffers(env.path(KWIN_SOCKET))
-        check(direct == ["done"] * 3, "straight to kwin: %s" % (direct,))
+        direct, direct_releases = shadow_buffers(env.path(KWIN_SOCKET))
+        check(direct == ["done"] * 4, "straight to kwin: %s" % (direct,))
         argv = [GUEST_BIN, "--virtgpu-channel" if VIRTGPU else "--peer=unix:" + sock,
                 "--shm-copy", "--log-level=info", "--parent", "--socket=sml-shadow"]
         parent = env.spawn(argv, "shadow", host_sock=sock)
         wait_for_socket(env.path("sml-shadow"), 10, parent, "sommelier --parent")
-        proxied = shadow_buffers(env.path("sml-shadow"))
+        proxied, releases = shadow_buffers(env.path("sml-shadow"))
         env.stop(parent)
     finally:
         for p in reversed(procs):
             env.stop(p)
-    check(proxied == ["done"] * 3, "through --shm-copy: %s" % (proxied,))
+    check(proxied == ["done"] * 4, "through --shm-copy: %s" % (proxied,))
+    check(releases == direct_releases,
+          "releases per buffer (index: count): %s through --shm-copy, %s straight to kwin" %
+          (releases, direct_releases))
     stats = copy_stats(read_text(env.logs[parent]))
-    # Two 64x64 shadow buffers copied whole (16 KiB each) and one commit.
-    check(stats and stats[0] == 1 and stats[1] == 48,
-          "copy statistics %s: want 1 commit and 48 KiB copied (two 16 KiB shadow "
-          "buffers and the commit's 16)" % (stats,))
-    return ("a shadow of two shm buffers, then a commit, through --shm-copy to kwin: "
-            "round trips %s; 48 KiB copied" % "/".join(proxied))
+    # Two 64x64 shadow buffers copied whole (16 KiB each) and two commits.
+    check(stats and stats[0] == 2 and stats[1] == 64,
+          "copy statistics %s: want 2 commits and 64 KiB copied (two 16 KiB shadow "
+          "buffers and two 16 KiB commits)" % (stats,))
+    return ("a shadow of two shm buffers, commits, through --shm-copy to kwin: round trips "
+            "%s; releases per buffer %s, as straight to kwin; 64 KiB copied" %
+            ("/".join(proxied), releases))
 
 
 def wl_msg(obj, opcode, payload=b""):
@@ -1617,14 +1629,15 @@ def wl_msg(obj, opcode, payload=b""):
 
 def burst_releases(path):
     """Commits sent in one go (no round trip between them) by a raw client:
-    six buffers of six sizes, six of one size, an unmap and a map, and a
-    last buffer. Returns the buffers the compositor never released after
-    that last commit, or an error status."""
-    c = CopyClient(path, nbuf=8)
+    twenty buffers of twenty sizes, six of one size, an unmap and a map, and
+    a last buffer. Returns the buffers the compositor did not release
+    exactly once after that last commit, or an error status."""
+    c = CopyClient(path, nbuf=9)
     try:
         size = CopyClient.W * 4 * CopyClient.H
-        sizes = [c.buffer(i * size, 64 - 4 * i, 64 - 4 * i) for i in range(6)]
-        same = c.buffers
+        same = c.buffers[:8]
+        # (4+i)x4 pixels each, 384 bytes apart in the ninth buffer's room.
+        sizes = [c.buffer(8 * size + 384 * i, 4 + i, 4) for i in range(20)]
         releases = collections.Counter()
 
         def commit(buf):
@@ -1635,7 +1648,7 @@ def burst_releases(path):
         def on_event(obj, opcode, payload):
             if opcode == 0 and obj in sizes + same:
                 releases[obj] += 1
-        bursts = [("six sizes", b"".join(commit(b) for b in sizes)),
+        bursts = [("twenty sizes", b"".join(commit(b) for b in sizes)),
                   ("six buffers of one size", b"".join(commit(b) for b in same[:6])),
                   ("unmap and map", commit(0) + commit(same[6])),
                   ("a last buffer", commit(same[7]))]
@@ -1646,7 +1659,8 @@ def burst_releases(path):
                 return "%s in one go: %s %s" % (what, status, detail)
         time.sleep(0.3)
         c.c.roundtrip(c.new_id(), on_event)
-        return [b for b in sizes + same[:7] if not releases[b]]
+        return ["buffer %d released %d times" % (b, releases[b]) for b in sizes + same[:7]
+                if releases[b] != 1]
     finally:
         c.close()
 
@@ -1654,8 +1668,9 @@ def burst_releases(path):
 # A client may commit several buffers before sommelier has read the host's
 # releases of the first ones (they are all dispatched in one go): every slot
 # then looks held. That used to end the client with no_memory. The commits
-# must all be taken and every buffer but the last one released, as weston
-# does directly.
+# must all be taken and every buffer but the last one released once, as
+# weston does directly, while sommelier keeps at most 16 slots for the
+# surface (twenty sizes in flight: the oldest superseded slots make room).
 def test_copy_bursts(env):
     direct = burst_releases(env.path(WESTON_SOCKET))
     check(direct == [], "straight to weston: %s" % (direct,))
@@ -1666,10 +1681,10 @@ def test_copy_bursts(env):
     env.stop(parent)
     check(proxied == [], "through --shm-copy: %s" % (proxied,))
     stats = copy_stats(read_text(env.logs[parent]))
-    check(stats and stats[0] == 14 and stats[3] <= 16,
-          "copy statistics %s: want 14 commits and at most 16 slots" % (stats,))
-    return ("14 copied commits in four bursts: every buffer but the last released, as directly; "
-            "%d slots at most" % stats[3])
+    check(stats and stats[0] == 28 and stats[3] == 16,
+          "copy statistics %s: want 28 commits and at most 16 slots" % (stats,))
+    return ("28 copied commits in four bursts: every buffer but the last released once, as "
+            "directly; 16 slots at most")
 
 
 def lingering_socket(seconds):
