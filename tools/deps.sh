@@ -20,9 +20,10 @@ fuzz=(clang libclang-rt-dev)
 # meson test: headless compositors and real clients.
 tests=(weston wayland-utils sway foot wtype wl-clipboard grim python3-pil)
 # The copy path against more host compositors: mutter (it releases shm
-# buffers at commit) and kwin (KDE shadows name shm buffers), headless;
-# both need a session bus and Mesa's software EGL driver.
-tests+=(mutter kwin-wayland dbus-daemon libgl1-mesa-dri)
+# buffers at commit) and kwin (KDE shadows name shm buffers; screenshots
+# over D-Bus, with python3-dbus), headless; both need a session bus and
+# Mesa's software EGL driver.
+tests+=(mutter kwin-wayland dbus-daemon libgl1-mesa-dri python3-dbus)
 # Planned for the Xwayland tests (DESIGN.md), not needed yet:
 # xwayland x11-utils xterm xdotool. bench/run also compares with waypipe when
 # it is installed.

@@ -205,10 +205,10 @@ static void buffer_unhold(struct copy_buffer *b)
 // ---- host memory: slots ----------------------------------------------------
 
 // Without a channel (direct mode, for testing the copy logic) a local memfd
-// stands in for host memory.
+// stands in for host memory, laid out as sommelier-host lays out images.
 static int alloc_local(uint32_t width, uint32_t height, uint32_t bpp, struct guest_image *out)
 {
-	uint64_t stride = ((uint64_t)width * bpp + 255) & ~(uint64_t)255;
+	uint64_t stride = ((uint64_t)width * bpp + 3) & ~(uint64_t)3;
 	*out = (struct guest_image){ .stride = (uint32_t)stride,
 				     .size = sml_page_round_up(stride * height) };
 	out->fd = sml_memfd_create("sommelier-copy", out->size);

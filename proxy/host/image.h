@@ -8,9 +8,12 @@
 #include "cross_domain.h"
 
 #define HOST_IMAGE_MAX_DIM 16384u
-// Row pitch alignment: enough for SIMD copies and for the scanout and
-// texture import rules of common GPUs.
-#define HOST_IMAGE_STRIDE_ALIGN 256u
+// Row pitch alignment. Host images are memory for wl_shm pools, not GPU
+// buffers: rows are as long as the pixels need, rounded to 4 bytes (pixman's
+// rule), the layout clients themselves use. KWin 5.27 ignores a longer
+// stride when it first uploads a buffer, and showed sommelier's copies
+// skewed with padded rows.
+#define HOST_IMAGE_STRIDE_ALIGN 4u
 
 // Fills strides, offsets, modifier (linear), size (page-rounded), map_info,
 // memory_idx and physical_device_idx; blob_id is left for the caller.
