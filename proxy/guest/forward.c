@@ -123,10 +123,13 @@ struct fwd_object *fwd_from_proxy(struct wl_proxy *proxy)
 
 // ---- guest requests to the host -----------------------------------------
 
-// Only for a request that will be sent: a twin may cost a copy.
-static struct wl_proxy *host_side(struct fwd_object *obj, const struct fwd_object *requester)
+// The host proxy standing for `target` in a request of `requester`. A twin
+// is made only for a request that will be sent: it may cost a copy.
+static struct wl_proxy *host_side(struct fwd_object *target, const struct fwd_object *requester)
 {
-	return obj->proxy || !obj->host_twin ? obj->proxy : obj->host_twin(obj, requester);
+	if (target->proxy || !target->host_twin || !requester->proxy)
+		return target->proxy;
+	return target->host_twin(target, requester);
 }
 
 // Object arguments become host proxies. False (after posting an error) when
@@ -142,9 +145,7 @@ static bool translate_request_args(struct fwd_object *obj, const struct wl_messa
 			*new_id_index = i;
 		} else if (a.type == 'o' && args[i].o) {
 			struct fwd_object *target = fwd_from_resource((struct wl_resource *)args[i].o);
-			args[i].o = !target ? NULL :
-				obj->proxy ? (struct wl_object *)host_side(target, obj) :
-				(struct wl_object *)target->proxy;
+			args[i].o = target ? (struct wl_object *)host_side(target, obj) : NULL;
 			if (!args[i].o && !a.nullable) {
 				wl_resource_post_error(obj->resource, WL_DISPLAY_ERROR_INVALID_OBJECT,
 						       "%s.%s: object argument %d is gone on the host",

@@ -747,11 +747,39 @@ static bool surface_track(struct copy_surface *s, uint32_t opcode, union wl_argu
 	return false;
 }
 
-static int surface_request(const void *impl, void *target, uint32_t opcode,
-			   const struct wl_message *msg, union wl_argument *args)
+static void surface_destroy(void *data)
+{
+	struct copy_surface *s = data;
+	struct copy_slot *slot, *tmp;
+	wl_list_for_each_safe(slot, tmp, &s->slots, link)
+		slot_destroy(slot);
+	pixman_region32_fini(&s->damage);
+	wl_list_remove(&s->link);
+	free(s);
+}
+
+// Surfaces are created by the generic forwarder; their state is attached
+// at their first request. NULL if it cannot be allocated (the surface is
+// then forwarded as it is).
+static struct copy_surface *surface_state(struct fwd_object *obj)
+{
+	struct copy_surface *s = obj->data ? obj->data : calloc(1, sizeof(*s));
+	if (!s || obj->data)
+		return s;
+	s->gc = obj->gc;
+	pixman_region32_init(&s->damage);
+	wl_list_init(&s->slots);
+	wl_list_insert(&obj->gc->copy_surfaces, &s->link);
+	obj->data = s;
+	obj->data_destroy = surface_destroy;
+	return s;
+}
+
+static int surface_dispatch(const void *impl, void *target, uint32_t opcode,
+			    const struct wl_message *msg, union wl_argument *args)
 {
 	struct fwd_object *obj = fwd_from_resource(target);
-	struct copy_surface *s = obj->data;
+	struct copy_surface *s = surface_state(obj);
 	if (s && surface_track(s, opcode, args))
 		return 0;
 	int ret = s && opcode == SURFACE_COMMIT ? surface_commit(s, obj->proxy) : 0;
@@ -766,35 +794,6 @@ static int surface_request(const void *impl, void *target, uint32_t opcode,
 		return 0;
 	}
 	return fwd_request_dispatch(impl, target, opcode, msg, args);
-}
-
-static void surface_destroy(void *data)
-{
-	struct copy_surface *s = data;
-	struct copy_slot *slot, *tmp;
-	wl_list_for_each_safe(slot, tmp, &s->slots, link)
-		slot_destroy(slot);
-	pixman_region32_fini(&s->damage);
-	wl_list_remove(&s->link);
-	free(s);
-}
-
-// Surfaces are created by the generic forwarder; their state is attached
-// at their first request.
-static int surface_dispatch(const void *impl, void *target, uint32_t opcode,
-			    const struct wl_message *msg, union wl_argument *args)
-{
-	struct fwd_object *obj = fwd_from_resource(target);
-	struct copy_surface *s = obj->data ? NULL : calloc(1, sizeof(*s));
-	if (s) {
-		s->gc = obj->gc;
-		pixman_region32_init(&s->damage);
-		wl_list_init(&s->slots);
-		wl_list_insert(&obj->gc->copy_surfaces, &s->link);
-		obj->data = s;
-		obj->data_destroy = surface_destroy;
-	}
-	return surface_request(impl, target, opcode, msg, args);
 }
 
 // A request other than wl_surface.attach names a copy buffer. Where the

@@ -316,9 +316,11 @@ class Env:
               "want 1 (one per client%s)" % (what, got, "; did the program open the emulated "
                                              "render node itself?" if VIRTGPU else ""))
 
-    def host_option(self):
-        """How every sommelier of the suite reaches the host, by mode."""
-        return "--virtgpu-channel" if VIRTGPU else "--peer=unix:" + self.host_sock
+    def host_option(self, host_sock=None):
+        """How a sommelier reaches the sommelier-host at host_sock (the
+        suite's by default), by mode; in virtgpu mode, spawn's host_sock
+        names the device."""
+        return "--virtgpu-channel" if VIRTGPU else "--peer=unix:" + (host_sock or self.host_sock)
 
     def start_parent(self, name, *options, fd_limit=None):
         p = self.spawn([GUEST_BIN, self.host_option(), *options,
@@ -915,7 +917,7 @@ def copy_stats(text):
 def history_copies(env, host_sock, what):
     """sml-paint --history through sommelier --shm-copy on the sommelier-host
     at host_sock: sommelier's copy statistics."""
-    argv = [GUEST_BIN, "--virtgpu-channel" if VIRTGPU else "--peer=unix:" + host_sock,
+    argv = [GUEST_BIN, env.host_option(host_sock),
             "--shm-copy", "--log-level=info", PAINT_BIN, "--history"]
     p = env.spawn(argv, "slots", host_sock=host_sock)
     try:
@@ -1632,7 +1634,7 @@ def test_copy_buffer_named(env):
     try:
         direct, direct_releases = shadow_buffers(env.path(kwin))
         check(direct == ["done"] * 4, "straight to kwin: %s" % (direct,))
-        argv = [GUEST_BIN, "--virtgpu-channel" if VIRTGPU else "--peer=unix:" + sock,
+        argv = [GUEST_BIN, env.host_option(sock),
                 "--shm-copy", "--log-level=info", "--parent", "--socket=sml-shadow"]
         parent = env.spawn(argv, "shadow", host_sock=sock)
         wait_for_socket(env.path("sml-shadow"), 10, parent, "sommelier --parent")
@@ -1685,7 +1687,7 @@ def test_copy_kwin_pixels(env):
         direct, _ = kwin_paint_pixels(env, kwin, [], "straight to kwin")
         check(direct == want, "straight to kwin: %d pixels of the colour, want %d" %
               (direct, want))
-        prefix = [GUEST_BIN, "--virtgpu-channel" if VIRTGPU else "--peer=unix:" + sock,
+        prefix = [GUEST_BIN, env.host_option(sock),
                   "--shm-copy"]
         copied, bbox = kwin_paint_pixels(env, kwin, prefix, "through --shm-copy", sock)
     finally:
