@@ -31,6 +31,11 @@ is non-zero when anything failed.
   refused_fd_named          a client fd that cannot cross: the error says why
   random_requests           sml-chaos's random requests through both buffer paths:
                             the proxies survive, fds come back, a bystander works
+  dmabuf_passthrough        linux-dmabuf through the proxy in front of
+                            sml-dmabuf-compositor (no GPU compositor runs here):
+                            the compositor gets the client's own file, feedback's
+                            format table arrives, created buffers are released;
+                            hidden on the copy path and on virtgpu
   compositor_gone           weston killed: clients fail, the proxy survives
 
 Two modes. By default every sommelier the suite starts reaches sommelier-host
@@ -46,7 +51,8 @@ client's pool), zwp_linux_dmabuf_v1 is hidden, sommelier without a host
 option picks the render node, and each client costs sommelier one more
 thread (the emulation's reader, one per open of the node).
 
-Binaries: SML_HOST_BIN, SML_GUEST_BIN, SML_PAINT_BIN, SML_CHAOS_BIN, SML_VGPU_EMUL_LIB
+Binaries: SML_HOST_BIN, SML_GUEST_BIN, SML_PAINT_BIN, SML_CHAOS_BIN, SML_VGPU_EMUL_LIB,
+SML_DMABUF_COMPOSITOR_BIN, SML_DMABUF_BIN
 (meson sets them; by hand they default to the build/ directory of this
 checkout). SML_E2E_ONLY=test_NAME[,test_NAME] runs only those tests.
 Python standard library and PIL (python3-pil) only.
@@ -85,6 +91,9 @@ HOST_BIN = os.environ.get("SML_HOST_BIN") or os.path.join(ROOT, "build/proxy/hos
 GUEST_BIN = os.environ.get("SML_GUEST_BIN") or os.path.join(ROOT, "build/proxy/guest/sommelier")
 PAINT_BIN = os.environ.get("SML_PAINT_BIN") or os.path.join(ROOT, "build/tests/guest/sml-paint")
 CHAOS_BIN = os.environ.get("SML_CHAOS_BIN") or os.path.join(ROOT, "build/tests/guest/sml-chaos")
+DMABUF_COMPOSITOR_BIN = os.environ.get("SML_DMABUF_COMPOSITOR_BIN") or os.path.join(
+    ROOT, "build/tests/guest/sml-dmabuf-compositor")
+DMABUF_BIN = os.environ.get("SML_DMABUF_BIN") or os.path.join(ROOT, "build/tests/guest/sml-dmabuf")
 VGPU_LIB = os.environ.get("SML_VGPU_EMUL_LIB") or os.path.join(
     ROOT, "build/tests/vgpu_emul/libsml-vgpu-emul.so")
 VIRTGPU = os.environ.get("SML_E2E_VIRTGPU") == "1"
@@ -1698,6 +1707,70 @@ def test_copy_kwin_pixels(env):
     return "a 307x200 window on kwin: %d pixels of its colour, as directly" % copied
 
 
+DMABUF_SOCKET = "host-dmabuf"
+
+
+def dmabuf_run(env, argv, what, host_sock=None, display=None):
+    """sml-dmabuf by argv: its exit status and lines."""
+    out = env.path("dmabuf-%d.txt" % (env.serial + 1))
+    p = env.spawn(argv, "dmabuf", display=display, stdout_path=out, host_sock=host_sock)
+    status = wait_exit(p, 20)
+    if status is None:
+        env.stop(p)
+    lines = read_text(out).splitlines()
+    check(status in (0, 3), "sml-dmabuf %s: %s: %s | %s" % (
+        what, status_text(status), " | ".join(lines), env.log_tail(p)))
+    return status, lines
+
+
+def dmabuf_check(direct, proxied, compositor_lines):
+    """The proxied run says what the direct one says (its file aside), and
+    the compositor got the client's own file, not a copy: every add names
+    it, and the pixel changed between add and commit shows at commit."""
+    strip = [l for l in direct if not l.startswith("buffer file=")]
+    check([l for l in proxied if not l.startswith("buffer file=")] == strip,
+          "through sommelier: %s; directly: %s" % (" | ".join(proxied), " | ".join(direct)))
+    mine = [l.split("=", 1)[1] for l in proxied if l.startswith("buffer file=")]
+    adds = [l for l in compositor_lines if l.startswith("add ")]
+    check(len(mine) == 1 and len(adds) == 3 and
+          all(" file=%s " % mine[0] in l for l in adds),
+          "the compositor's planes %s, want 3 of the client's file %s" % (adds, mine))
+    commits = [l for l in compositor_lines if l.startswith("commit ")]
+    check(commits == ["commit first=ff336699", "commit first=ff00ff00"],
+          "the compositor read %s at commit, want ff336699 then the in-place ff00ff00" % commits)
+
+
+def test_dmabuf_passthrough(env):
+    procs, sock = start_other_host(env, [DMABUF_COMPOSITOR_BIN, DMABUF_SOCKET], DMABUF_SOCKET,
+                                   "sml-dmabuf-compositor")
+    log = env.logs[procs[0]]
+    try:
+        _, direct = dmabuf_run(env, [DMABUF_BIN], "directly", display=DMABUF_SOCKET)
+        check(direct[:1] == ["offered version=4"] and "failed" in direct,
+              "sml-dmabuf directly: %s" % " | ".join(direct))
+        seen = len(read_text(log).splitlines())
+        status, proxied = dmabuf_run(env, [GUEST_BIN, env.host_option(sock), DMABUF_BIN],
+                                     "through sommelier", sock)
+        if VIRTGPU:
+            check(status == 3, "on virtgpu linux-dmabuf must be hidden, sml-dmabuf says %s" %
+                  " | ".join(proxied))
+        else:
+            dmabuf_check(direct, proxied, read_text(log).splitlines()[seen:])
+        copy_status, copied = dmabuf_run(env, [GUEST_BIN, env.host_option(sock), "--shm-copy",
+                                               DMABUF_BIN], "with --shm-copy", sock)
+        check(copy_status == 3, "with --shm-copy linux-dmabuf must be hidden, sml-dmabuf says "
+              "%s" % " | ".join(copied))
+    finally:
+        for p in reversed(procs):
+            env.stop(p)
+    if VIRTGPU:
+        return "hidden through the kernel backend and with --shm-copy (offered directly: v4)"
+    return ("v4 through sommelier as directly: the compositor got the client's own file "
+            "(%s) for 3 planes, read the pixel changed in place at commit, feedback's table "
+            "of 3 formats arrived; hidden with --shm-copy" %
+            [l for l in proxied if l.startswith("buffer file=")][0][len("buffer file="):])
+
+
 def wl_msg(obj, opcode, payload=b""):
     return struct.pack("=II", obj, ((8 + len(payload)) << 16) | opcode) + payload
 
@@ -1985,6 +2058,7 @@ TESTS = [
     test_copy_unoffered_format,
     test_refused_fd_named,
     test_random_requests,
+    test_dmabuf_passthrough,
     test_compositor_gone,  # last: it kills weston
 ]
 
