@@ -668,13 +668,27 @@ static int host_fds(int expected)
 	return n;
 }
 
+// The host's fd count once it has stopped changing: an earlier test's
+// connection may still be going away (its rings' fds) when this one starts.
+static int host_fds_settled(void)
+{
+	int n = harness_count_fds(host_pid);
+	for (int same = 0, i = 0; same < 5 && i < 200; i++) {
+		usleep(10000);
+		int m = harness_count_fds(host_pid);
+		same = m == n ? same + 1 : 0;
+		n = m;
+	}
+	return n;
+}
+
 static void test_resource_lifetime(void)
 {
 	struct chan ch;
 	chan_open(&ch);
 	struct cd_image_requirements r;
 	query_image(&ch, 64, 64, &r);
-	int base = harness_count_fds(host_pid);
+	int base = host_fds_settled();
 	uint32_t bo, res, other;
 	int flags = VGPU_UAPI_BLOB_FLAG_USE_MAPPABLE | VGPU_UAPI_BLOB_FLAG_USE_SHAREABLE;
 	CHECK_EQ(create_blob(ch.fd, VGPU_UAPI_BLOB_MEM_HOST3D, flags, r.size, r.blob_id, &bo,
