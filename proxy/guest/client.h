@@ -55,6 +55,7 @@ struct guest_client {
 	struct copy_stats {
 		uint64_t commits, commit_bytes, catch_up_bytes;
 		int slots_max; // on one surface at once
+		uint64_t spares_retired; // slots given back after a burst
 	} copy_stats;
 	struct wl_list link; // struct guest_server.clients
 };

@@ -299,8 +299,8 @@ static void on_slot_release(void *data, struct wl_proxy *proxy)
 	buffer_unhold(holder);
 	if (s && (!cur || !slot_fits(slot, cur->width, cur->height, cur->format)))
 		slot_destroy(slot);
-	else if (s)
-		s->catch_up = true;
+	else if (s && slot != cur)
+		s->catch_up = true; // the host holds the current slot: the next commit goes here
 }
 
 // wl_buffer's one event; libwayland-client calls listeners through this table.
@@ -619,32 +619,78 @@ static struct copy_slot *new_slot(struct copy_surface *s, const struct copy_buff
 	return s->nslots < SLOTS_MAX ? slot_create(s, b) : NULL;
 }
 
-// A slot the host does not hold (one that lacks nothing, if there is one),
-// else a new one. When the host holds all four slots of the size, or no
-// memory is left for another, the client commits faster than the host
-// takes frames: the newest slot is written and attached again, and the
-// host may show this commit's pixels for the frame before (a torn frame at
-// worst; and a host that releases once per attach frees it early), where a
-// slot for each commit in flight would pile up host memory without bound.
-// NULL only when no slot of the size can be made at all.
-static struct copy_slot *pick_slot(struct copy_surface *s, const struct copy_buffer *b)
+// The free slot of b's size the next commit should take: one that lacks
+// nothing, else the one attached last, which lacks the fewest commits.
+// The current slot, if the host has let go of it, is both: a compositor
+// that takes the pixels at commit (mutter) gets every commit in one slot,
+// and slots it does not need grow old (retire_spares).
+static struct copy_slot *best_free(struct copy_surface *s, int32_t width, int32_t height,
+				   uint32_t format)
 {
-	struct copy_slot *slot, *free_slot = NULL, *newest = NULL, *made = NULL;
-	int fitting = 0;
+	struct copy_slot *slot, *best = NULL;
+	wl_list_for_each(slot, &s->slots, link) {
+		if (slot->held || !slot_fits(slot, width, height, format))
+			continue;
+		bool complete = !pixman_region32_not_empty(&slot->stale);
+		bool best_complete = best && !pixman_region32_not_empty(&best->stale);
+		if (!best || complete > best_complete ||
+		    (complete == best_complete && slot->attached_at > best->attached_at))
+			best = slot;
+	}
+	return best;
+}
+
+// The newest slot of b's size, and how many there are.
+static struct copy_slot *newest_fitting(struct copy_surface *s, const struct copy_buffer *b,
+					int *count)
+{
+	struct copy_slot *slot, *newest = NULL;
+	*count = 0;
 	wl_list_for_each(slot, &s->slots, link) {
 		if (!slot_fits(slot, b->width, b->height, b->format))
 			continue;
-		fitting++;
-		if (!slot->held && (!free_slot || !pixman_region32_not_empty(&slot->stale)))
-			free_slot = slot;
+		++*count;
 		if (!newest || slot->attached_at > newest->attached_at)
 			newest = slot;
 	}
-	if (free_slot)
-		return free_slot;
+	return newest;
+}
+
+// A slot the host does not hold, else a new one. When the host holds all
+// four slots of the size, or no memory is left for another, the client
+// commits faster than the host takes frames: the newest slot is written
+// and attached again, and the host may show this commit's pixels for the
+// frame before (a torn frame at worst; and a host that releases once per
+// attach frees it early), where a slot for each commit in flight would
+// pile up host memory without bound. NULL only when no slot of the size
+// can be made at all.
+static struct copy_slot *pick_slot(struct copy_surface *s, const struct copy_buffer *b)
+{
+	struct copy_slot *slot = best_free(s, b->width, b->height, b->format), *made = NULL;
+	if (slot)
+		return slot;
+	int fitting;
+	struct copy_slot *newest = newest_fitting(s, b, &fitting);
 	if (fitting < SLOTS_FIT_MAX)
 		made = new_slot(s, b);
 	return made ? made : newest;
+}
+
+// Commits after which a slot nobody attached is given back. A burst makes
+// slots (up to SLOTS_FIT_MAX of a size) that the compositor needed only
+// while it lasted; kept, they would hold host memory and mappings for the
+// surface's life.
+#define SLOT_SPARE_COMMITS 60
+
+static void retire_spares(struct copy_surface *s)
+{
+	struct copy_slot *slot, *tmp;
+	wl_list_for_each_safe(slot, tmp, &s->slots, link) {
+		if (slot->held || s->attaches - slot->attached_at <= SLOT_SPARE_COMMITS)
+			continue;
+		slot_destroy(slot);
+		s->gc->copy_stats.spares_retired++;
+	}
 }
 
 // The slot holds b's pixels for the host; b goes back to its client when
@@ -687,7 +733,7 @@ static int commit_buffer(struct copy_surface *s, struct copy_buffer *b,
 	slot_hold(slot, b);
 	slot->attached_at = ++s->attaches;
 	s->current = slot;
-	s->catch_up = true; // free slots of three or more lack this commit now
+	retire_spares(s);
 	host_attach(host_surface, slot, s->dx, s->dy);
 	return ok ? 0 : -EFAULT;
 }
@@ -824,10 +870,9 @@ static struct wl_proxy *buffer_twin(struct fwd_object *obj, const struct fwd_obj
 // commits since its own changed. Once the host has released that slot, it
 // is brought up to date while the client is busy drawing, from the buffer
 // on screen: the host holds that one, so its client leaves it alone.
-static bool worth_catching_up(const struct copy_slot *slot, const struct copy_slot *from)
+static bool worth_catching_up(const struct copy_slot *slot)
 {
-	if (slot->held || slot->width != from->width || slot->height != from->height ||
-	    slot->format != from->format || !pixman_region32_not_empty(&slot->stale))
+	if (!pixman_region32_not_empty(&slot->stale))
 		return false;
 	// Wholly stale: a client that redraws everything, whose next commit
 	// copies it all anyway.
@@ -838,14 +883,15 @@ static bool worth_catching_up(const struct copy_slot *slot, const struct copy_sl
 
 static void surface_catch_up(struct copy_surface *s)
 {
-	struct copy_slot *from = s->current, *slot;
+	struct copy_slot *from = s->current;
 	s->catch_up = false;
 	if (!from || !from->holder || from->holder->pool->broken)
 		return;
-	wl_list_for_each(slot, &s->slots, link)
-		if (slot != from && worth_catching_up(slot, from) &&
-		    !copy_stale(slot, from->holder, &s->gc->copy_stats.catch_up_bytes))
-			return; // its next commit reports the client's shrunken pool
+	// Only the slot the next commit takes: rows copied into others might
+	// never be shown.
+	struct copy_slot *next = best_free(s, from->width, from->height, from->format);
+	if (next && worth_catching_up(next))
+		copy_stale(next, from->holder, &s->gc->copy_stats.catch_up_bytes);
 }
 
 // ---- entry points ----------------------------------------------------------
@@ -902,9 +948,10 @@ void shm_copy_release(struct guest_client *gc)
 	const struct copy_stats *st = &gc->copy_stats;
 	if (st->commits)
 		sml_info("client %p: copy path: %" PRIu64 " commits, %" PRIu64 " KiB copied at "
-			 "commit, %" PRIu64 " KiB ahead of commits, at most %d slots on a surface",
+			 "commit, %" PRIu64 " KiB ahead of commits, at most %d slots on a surface, "
+			 "%" PRIu64 " spare slots given back",
 			 (void *)gc->client, st->commits, st->commit_bytes / 1024,
-			 st->catch_up_bytes / 1024, st->slots_max);
+			 st->catch_up_bytes / 1024, st->slots_max, st->spares_retired);
 	if (gc->host_shm)
 		wl_proxy_destroy(gc->host_shm);
 	gc->host_shm = NULL;

@@ -3,6 +3,8 @@
 // an xdg_toplevel of WxH filled with one ARGB colour. With --frames N it
 // repaints N times (damaging --damage percent of the rows each time) and
 // prints the time per frame, each frame waiting for its frame callback.
+// --history and --burst N run the copy-path scenarios described at their
+// functions.
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -131,6 +133,49 @@ static int history_scenario(struct paint *p, bool lazy)
 	return 0;
 }
 
+static void on_release(void *data, struct wl_buffer *buffer)
+{
+	bool *released = data;
+	*released = true;
+}
+
+static const struct wl_buffer_listener release_listener = { on_release };
+
+// --burst N: four buffers committed in one write, as a resize or a client
+// catching up sends them, then N frames that alternate two of them as a
+// double-buffered client does: each waits for the release of the buffer it
+// rewrites and for its frame callback, and damages 16 rows (a band moving
+// down the buffer).
+static int burst_scenario(struct paint *p, int frames)
+{
+	struct wl_buffer *buffers[4] = { p->buffer };
+	uint32_t *pixels[4] = { p->pixels };
+	bool released[4] = { false };
+	for (int i = 0; i < 4; i++) {
+		if (i > 0 && !(buffers[i] = make_buffer(p)))
+			return -1;
+		pixels[i] = p->pixels;
+		wl_buffer_add_listener(buffers[i], &release_listener, &released[i]);
+		wl_surface_attach(p->surface, buffers[i], 0, 0);
+		wl_surface_damage_buffer(p->surface, 0, 0, p->width, p->height);
+		wl_surface_commit(p->surface);
+	}
+	wl_display_flush(p->display);
+	for (int i = 0; i < frames; i++) {
+		int k = i % 2, y0 = 16 * (i % 4) % p->height;
+		while (!released[k])
+			if (wl_display_dispatch(p->display) < 0)
+				return -1;
+		released[k] = false;
+		fill_rows(pixels[k], p->width, y0, y0 + 16, p->color ^ (uint32_t)i);
+		if (commit_buffer(p, buffers[k], y0, y0 + 16) < 0)
+			return -1;
+	}
+	printf("burst: 4 buffers, then %d frames of 16 rows\n", frames);
+	fflush(stdout);
+	return 0;
+}
+
 static int setup(struct paint *p)
 {
 	if (test_window_open(&p->w, "sml-paint") < 0)
@@ -144,7 +189,7 @@ static int setup(struct paint *p)
 int main(int argc, char **argv)
 {
 	struct paint p = { .width = 256, .height = 256, .color = 0xff3366cc };
-	int frames = 0, damage = 100;
+	int frames = 0, damage = 100, burst = -1;
 	bool history = false, lazy = false;
 	double seconds = 0;
 	static const struct option opts[] = {
@@ -155,6 +200,7 @@ int main(int argc, char **argv)
 		{ "seconds", required_argument, NULL, 't' },
 		{ "history", no_argument, NULL, 'H' },
 		{ "history-lazy", no_argument, NULL, 'L' },
+		{ "burst", required_argument, NULL, 'B' },
 		{ 0 },
 	};
 	for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
@@ -170,12 +216,15 @@ int main(int argc, char **argv)
 			seconds = atof(optarg);
 		else if (c == 'H' || c == 'L')
 			history = true, lazy = c == 'L';
+		else if (c == 'B')
+			burst = atoi(optarg);
 		else
 			return 2;
 	}
 	if (setup(&p) < 0)
 		return 1;
-	if (history ? history_scenario(&p, lazy) < 0 : commit_frame(&p, 0, 0) < 0)
+	if (burst >= 0 ? burst_scenario(&p, burst) < 0 :
+	    history ? history_scenario(&p, lazy) < 0 : commit_frame(&p, 0, 0) < 0)
 		return 1;
 	printf("painted %dx%d %08x\n", p.width, p.height, p.color);
 	fflush(stdout);
