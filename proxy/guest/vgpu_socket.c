@@ -416,6 +416,17 @@ static int sock_context_init(struct vgpu_dev *dev, uint32_t capset_id, uint32_t 
 	return ret < 0 ? ret : sock_expect(&r, SDEV_REPLY_OK);
 }
 
+// Handles are the host's to assign, never 0. One that names a ring would
+// make our destroy of that resource unmap the ring under the channel.
+// (Blobs sharing a handle only confuse the host about its own resources.)
+static bool sock_handle_new(const struct vgpu_socket *s, uint32_t res)
+{
+	for (size_t i = 0; i < s->nrings; i++)
+		if (s->rings[i].res == res)
+			return false;
+	return res != 0;
+}
+
 // CREATE_BLOB; `fd` (or -1) is consumed.
 static int sock_create_blob(struct vgpu_socket *s, uint32_t blob_mem, uint64_t blob_id,
 			    uint64_t size, int fd, uint32_t *res, int *fd_out)
@@ -437,8 +448,12 @@ static int sock_create_blob(struct vgpu_socket *s, uint32_t blob_mem, uint64_t b
 			 (unsigned long long)blob_id);
 		ret = -EPROTO;
 	}
-	if (ret < 0)
+	if (ret == 0 && !sock_handle_new(s, r.resource.res_handle))
+		ret = sock_die(s, -EPROTO, "the host gave out a resource handle in use");
+	if (ret < 0) {
+		sml_close(&r.fd);
 		return ret;
+	}
 	*res = r.resource.res_handle;
 	if (fd_out)
 		*fd_out = r.fd;
