@@ -36,6 +36,27 @@ static const struct {
 	{ "wp_presentation_feedback", "discarded" },
 };
 
+// Requests whose new object the server destroys, without an event, when it
+// destroys the object the request was made on. The guest would never hear
+// of it, and the pair would last as long as the client: the guest's ids
+// would not be reused, and a client that closes popups with a frame
+// callback pending would grow sommelier without bound.
+static const struct {
+	const char *interface;
+	const char *request;
+} dies_with_parent[] = {
+	{ "wl_surface", "frame" },
+};
+
+static bool is_dependent_request(const struct wl_interface *iface, const struct wl_message *msg)
+{
+	for (size_t i = 0; i < sizeof(dies_with_parent) / sizeof(dies_with_parent[0]); i++)
+		if (strcmp(iface->name, dies_with_parent[i].interface) == 0 &&
+		    strcmp(msg->name, dies_with_parent[i].request) == 0)
+			return true;
+	return false;
+}
+
 static bool is_destructor_event(const struct wl_interface *iface, const struct wl_message *msg)
 {
 	for (size_t i = 0; i < sizeof(destructor_events) / sizeof(destructor_events[0]); i++)
@@ -91,10 +112,26 @@ static void close_fds(const struct wl_message *msg, union wl_argument *args)
 			close(args[i].h);
 }
 
+// As the host does when it destroys their parent: the guest gets delete_id
+// for each, and the host proxies wait for the host's.
+static void destroy_dependents(struct fwd_object *obj)
+{
+	struct fwd_object *d, *tmp;
+	wl_list_for_each_safe(d, tmp, &obj->dependents, dependent_link) {
+		wl_list_remove(&d->dependent_link);
+		wl_list_init(&d->dependent_link);
+		// A client going away takes all its resources anyway.
+		if (!obj->gc->dying)
+			wl_resource_destroy(d->resource);
+	}
+}
+
 static void resource_destroyed(struct wl_listener *listener, void *data)
 {
 	struct fwd_object *obj = wl_container_of(listener, obj, resource_destroy);
 	wl_list_remove(&listener->link);
+	wl_list_remove(&obj->dependent_link);
+	destroy_dependents(obj);
 	obj->resource = NULL;
 	if (obj->data_destroy)
 		obj->data_destroy(obj->data);
@@ -159,19 +196,22 @@ static bool translate_request_args(struct fwd_object *obj, const struct wl_messa
 }
 
 // A new_id in a request: the host proxy exists already; make the guest twin.
-static void pair_new_resource(struct fwd_object *obj, const struct wl_interface *iface,
-			      uint32_t id, struct wl_proxy *proxy)
+static struct fwd_object *pair_new_resource(struct fwd_object *obj,
+					    const struct wl_interface *iface, uint32_t id,
+					    struct wl_proxy *proxy)
 {
 	struct wl_client *client = wl_resource_get_client(obj->resource);
 	struct wl_resource *res = wl_resource_create(client, iface,
 						     wl_resource_get_version(obj->resource), id);
-	if (!res || !fwd_pair(obj->gc, res, proxy)) {
+	struct fwd_object *made = res ? fwd_pair(obj->gc, res, proxy) : NULL;
+	if (!made) {
 		if (proxy)
 			wl_proxy_destroy(proxy);
 		if (res)
 			wl_resource_destroy(res);
 		wl_client_post_no_memory(client);
 	}
+	return made;
 }
 
 int fwd_request_dispatch(const void *impl, void *target, uint32_t opcode,
@@ -199,8 +239,10 @@ int fwd_request_dispatch(const void *impl, void *target, uint32_t opcode,
 			obj->proxy = NULL;
 	}
 	close_fds(msg, args);
-	if (new_id_index >= 0)
-		pair_new_resource(obj, new_iface, new_id, created);
+	struct fwd_object *made = new_id_index >= 0 ?
+		pair_new_resource(obj, new_iface, new_id, created) : NULL;
+	if (made && is_dependent_request(obj->iface, msg))
+		wl_list_insert(&obj->dependents, &made->dependent_link);
 	if (destructor)
 		wl_resource_destroy(resource);
 	return 0;
@@ -290,6 +332,8 @@ static struct fwd_object *pair_with(struct guest_client *gc, struct wl_resource 
 	obj->proxy = proxy;
 	obj->iface = sml_protocols_find(wl_resource_get_class(resource));
 	obj->destructors = sml_protocols_destructors(obj->iface);
+	wl_list_init(&obj->dependents);
+	wl_list_init(&obj->dependent_link);
 	obj->resource_destroy.notify = resource_destroyed;
 	wl_resource_add_destroy_listener(resource, &obj->resource_destroy);
 	wl_resource_set_dispatcher(resource, on_request, &fwd_tag, obj, NULL);

@@ -24,6 +24,10 @@ struct fwd_object {
 	// cannot stand in; the hook keeps it (the copy path's buffers, named by
 	// requests other than wl_surface.attach).
 	struct wl_proxy *(*host_twin)(struct fwd_object *obj, const struct fwd_object *requester);
+	// Objects the host destroys along with this one, telling the guest
+	// nothing (a surface's frame callbacks): struct fwd_object.dependent_link.
+	struct wl_list dependents;
+	struct wl_list dependent_link; // in the parent's dependents, or empty
 	struct wl_listener resource_destroy;
 };
 
