@@ -18,6 +18,12 @@ const struct wl_interface *sml_protocols_find(const char *name);
  * flag, and forwarding must destroy the host object with the request. */
 uint64_t sml_protocols_destructors(const struct wl_interface *iface);
 
+/* Events after which the server has destroyed the object, a bit per opcode
+ * (0 for unknown interfaces): those marked type="destructor" in the XML and
+ * the few whose description says so without the mark. Forwarding destroys
+ * both twins after delivering one. */
+uint64_t sml_protocols_event_destructors(const struct wl_interface *iface);
+
 /* Number of interfaces; sml_protocols_at(0 .. count-1) lists them sorted by
  * name (strcmp order). sml_protocols_at returns NULL when i is out of range. */
 size_t sml_protocols_count(void);

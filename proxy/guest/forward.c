@@ -25,17 +25,6 @@
 // can be recognised as ours.
 static const int fwd_tag;
 
-// Events after which the server has destroyed the object (the XML cannot
-// say so for events).
-static const struct {
-	const char *interface;
-	const char *event;
-} destructor_events[] = {
-	{ "wl_callback", "done" },
-	{ "wp_presentation_feedback", "presented" },
-	{ "wp_presentation_feedback", "discarded" },
-};
-
 // Requests whose new object the server destroys, without an event, when it
 // destroys the object the request was made on. The guest would never hear
 // of it, and the pair would last as long as the client: the guest's ids
@@ -53,15 +42,6 @@ static bool is_dependent_request(const struct wl_interface *iface, const struct 
 	for (size_t i = 0; i < sizeof(dies_with_parent) / sizeof(dies_with_parent[0]); i++)
 		if (strcmp(iface->name, dies_with_parent[i].interface) == 0 &&
 		    strcmp(msg->name, dies_with_parent[i].request) == 0)
-			return true;
-	return false;
-}
-
-static bool is_destructor_event(const struct wl_interface *iface, const struct wl_message *msg)
-{
-	for (size_t i = 0; i < sizeof(destructor_events) / sizeof(destructor_events[0]); i++)
-		if (strcmp(iface->name, destructor_events[i].interface) == 0 &&
-		    strcmp(msg->name, destructor_events[i].event) == 0)
 			return true;
 	return false;
 }
@@ -312,7 +292,7 @@ int fwd_event_dispatch(const void *impl, void *target, uint32_t opcode,
 		sml_dbg("%s.%s dropped: an object it names is gone in the guest",
 			obj->iface->name, msg->name);
 	close_fds(msg, args);
-	if (is_destructor_event(obj->iface, msg)) {
+	if (opcode < 64 && (obj->event_destructors & (1ull << opcode))) {
 		wl_proxy_destroy(obj->proxy);
 		obj->proxy = NULL;
 		wl_resource_destroy(obj->resource); // frees obj
@@ -332,6 +312,7 @@ static struct fwd_object *pair_with(struct guest_client *gc, struct wl_resource 
 	obj->proxy = proxy;
 	obj->iface = sml_protocols_find(wl_resource_get_class(resource));
 	obj->destructors = sml_protocols_destructors(obj->iface);
+	obj->event_destructors = sml_protocols_event_destructors(obj->iface);
 	wl_list_init(&obj->dependents);
 	wl_list_init(&obj->dependent_link);
 	obj->resource_destroy.notify = resource_destroyed;

@@ -17,6 +17,7 @@ struct fwd_object {
 	struct guest_client *gc;
 	const struct wl_interface *iface; // the compiled-in table of both twins
 	uint64_t destructors; // request opcodes that destroy the object
+	uint64_t event_destructors; // event opcodes after which the host has destroyed it
 	void *data; // may be NULL: a hook's state, freed with data_destroy
 	void (*data_destroy)(void *data);
 	// May be NULL: for an object without a host twin (proxy NULL), makes

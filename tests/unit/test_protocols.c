@@ -156,10 +156,50 @@ static void test_destructors(void)
 	assert(sml_protocols_destructors(&fake) == 0);
 }
 
+/* The bit of the event named `name`, 0 when there is none. */
+static uint64_t event_bit(const char *iface_name, const char *name)
+{
+	const struct wl_interface *iface = sml_protocols_find(iface_name);
+
+	for (int op = 0; iface && op < iface->event_count; op++)
+		if (strcmp(iface->events[op].name, name) == 0)
+			return 1ull << op;
+	return 0;
+}
+
+static void test_event_destructors(void)
+{
+	/* Marked type="destructor" in the XML. */
+	assert(event_bit("wl_callback", "done") == 1);
+	assert(sml_protocols_event_destructors(&wl_callback_interface) == 1);
+	assert(sml_protocols_event_destructors(sml_protocols_find("wp_presentation_feedback")) ==
+	       (event_bit("wp_presentation_feedback", "presented") |
+		event_bit("wp_presentation_feedback", "discarded")));
+	assert(event_bit("zwp_fullscreen_shell_mode_feedback_v1", "present_cancelled"));
+	assert(sml_protocols_event_destructors(
+		       sml_protocols_find("zwp_fullscreen_shell_mode_feedback_v1")) ==
+	       (event_bit("zwp_fullscreen_shell_mode_feedback_v1", "mode_successful") |
+		event_bit("zwp_fullscreen_shell_mode_feedback_v1", "mode_failed") |
+		event_bit("zwp_fullscreen_shell_mode_feedback_v1", "present_cancelled")));
+#if SML_HAVE_PLASMA_PROTOCOLS
+	/* Said in the description only. */
+	assert(event_bit("kde_output_device_mode_v2", "removed"));
+	assert(sml_protocols_event_destructors(sml_protocols_find("kde_output_device_mode_v2")) ==
+	       event_bit("kde_output_device_mode_v2", "removed"));
+#endif
+	assert(sml_protocols_event_destructors(&wl_surface_interface) == 0);
+	assert(sml_protocols_event_destructors(sml_protocols_find("wl_data_offer")) == 0);
+	assert(sml_protocols_event_destructors(NULL) == 0);
+
+	struct wl_interface fake = wl_callback_interface; /* same name, not the table's */
+	assert(sml_protocols_event_destructors(&fake) == 0);
+}
+
 int main(void)
 {
 	test_find();
 	test_destructors();
+	test_event_destructors();
 	test_table();
 	printf("protocol tables: ok\n");
 	return 0;
