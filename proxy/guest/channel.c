@@ -130,8 +130,8 @@ struct guest_channel {
 	uint32_t last_read_pipe_id;
 	struct out_fd out_fds[CHANNEL_OUT_FDS_MAX];
 	size_t nout_fds;
-	struct wl_list read_pipes;
-	struct wl_list write_pipes;
+	struct wl_list read_pipes; // struct read_pipe.link
+	struct wl_list write_pipes; // struct write_pipe.link
 };
 
 static void channel_end_at(struct guest_channel *ch, enum sml_log_level level,
@@ -1067,4 +1067,6 @@ void guest_channel_free_image(struct guest_channel *ch, struct guest_image *imag
 	}
 	ch->dev->impl->destroy_resource(ch->dev, image->res);
 	sml_close(&image->fd);
+	// A destroy that waited for room read fences meanwhile.
+	channel_device_events(ch, false);
 }

@@ -278,8 +278,9 @@ void guest_server_idle(struct guest_server *server)
 {
 	struct guest_client *gc;
 	wl_list_for_each(gc, &server->clients, link) {
+		shm_copy_idle(gc);
+		// Last: whatever used the device this turn may have deferred it.
 		if (gc->channel)
 			guest_channel_poll(gc->channel);
-		shm_copy_idle(gc);
 	}
 }

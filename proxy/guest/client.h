@@ -52,7 +52,7 @@ struct guest_client {
 	struct wl_proxy *host_shm; // may be NULL: the copy path's own host wl_shm
 	struct wl_array host_formats; // uint32_t: what host_shm announced
 	struct wl_list copy_surfaces; // struct copy_surface.link
-	struct copy_stats {
+	struct guest_copy_stats {
 		uint64_t commits, commit_bytes, catch_up_bytes;
 		int slots_max; // on one surface at once
 		uint64_t spares_retired; // slots given back after a burst

@@ -164,10 +164,14 @@ static bool translate_request_args(struct fwd_object *obj, const struct wl_messa
 			struct fwd_object *target = fwd_from_resource((struct wl_resource *)args[i].o);
 			args[i].o = target ? (struct wl_object *)host_side(target, obj) : NULL;
 			if (!args[i].o && !a.nullable) {
-				wl_resource_post_error(obj->resource, WL_DISPLAY_ERROR_INVALID_OBJECT,
-						       "%s.%s: object argument %d is gone on the host",
+				// On wl_display, as libwayland posts invalid_object: on
+				// obj, code 0 would mean obj's own first error.
+				struct wl_client *client = wl_resource_get_client(obj->resource);
+				wl_resource_post_error(wl_client_get_object(client, 1),
+						       WL_DISPLAY_ERROR_INVALID_OBJECT,
+						       "%s@%u.%s: object argument %d is gone on the host",
 						       wl_resource_get_class(obj->resource),
-						       msg->name, i);
+						       wl_resource_get_id(obj->resource), msg->name, i);
 				return false;
 			}
 		}

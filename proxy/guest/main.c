@@ -241,7 +241,8 @@ static bool finished(struct guest_server *server, const struct guest_options *op
 	       wl_list_empty(&server->clients);
 }
 
-static void run(struct wl_display *display, struct guest_server *server,
+// False when the loop itself failed.
+static bool run(struct wl_display *display, struct guest_server *server,
 		const struct guest_options *opts, struct run_state *st)
 {
 	struct wl_event_loop *loop = wl_display_get_event_loop(display);
@@ -251,10 +252,11 @@ static void run(struct wl_display *display, struct guest_server *server,
 		guest_server_idle(server);
 		if (wl_event_loop_dispatch(loop, -1) < 0 && errno != EINTR) {
 			sml_log_errno(SML_LOG_ERROR, "event loop");
-			break;
+			return false;
 		}
 		wl_event_loop_dispatch_idle(loop);
 	}
+	return true;
 }
 
 int main(int argc, char **argv)
@@ -290,7 +292,9 @@ int main(int argc, char **argv)
 		goto out;
 	if (opts.parent)
 		st.status = 0;
-	run(display, server, &opts, &st);
+	// A service manager restarts what failed: the loop failing is a failure.
+	if (!run(display, server, &opts, &st))
+		st.status = 1;
 out:
 	for (size_t i = 0; i < 3; i++)
 		if (sources[i])

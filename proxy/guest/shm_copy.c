@@ -945,7 +945,7 @@ void shm_copy_bound(struct guest_client *gc, struct wl_proxy *registry, uint32_t
 
 void shm_copy_release(struct guest_client *gc)
 {
-	const struct copy_stats *st = &gc->copy_stats;
+	const struct guest_copy_stats *st = &gc->copy_stats;
 	if (st->commits)
 		sml_info("client %p: copy path: %" PRIu64 " commits, %" PRIu64 " KiB copied at "
 			 "commit, %" PRIu64 " KiB ahead of commits, at most %d slots on a surface, "
