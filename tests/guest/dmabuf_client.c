@@ -27,6 +27,7 @@
 #include <wayland-client.h>
 
 #include "linux-dmabuf-unstable-v1-client-protocol.h"
+#include "harness.h"
 
 #define DRM_FORMAT_ARGB8888 0x34325241u
 #define DRM_FORMAT_ABGR2101010 0x30334241u // not offered by the compositor
@@ -48,18 +49,6 @@ struct client {
 	bool released;
 	uint32_t *pixels;
 };
-
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void say(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
-}
 
 static void feedback_add(struct client *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -230,7 +219,7 @@ static int show(struct client *c, struct wl_buffer *buffer, const char *what)
 	wl_surface_commit(surface);
 	if (dispatch_until(c, &c->released) < 0)
 		return -1;
-	say("released%s", what);
+	harness_say("released%s", what);
 	wl_surface_destroy(surface);
 	wl_buffer_destroy(buffer);
 	return 0;
@@ -250,7 +239,7 @@ static int make_memory(struct client *c)
 		c->pixels[i] = 0xff336699u;
 	struct stat st;
 	fstat(fd, &st);
-	say("buffer file=%u:%u:%llu", major(st.st_dev), minor(st.st_dev),
+	harness_say("buffer file=%u:%u:%llu", major(st.st_dev), minor(st.st_dev),
 	    (unsigned long long)st.st_ino);
 	return fd;
 }
@@ -264,10 +253,10 @@ static int buffers(struct client *c, int fd)
 			return -1;
 	zwp_linux_buffer_params_v1_destroy(params);
 	if (!c->created) {
-		say("create failed");
+		harness_say("create failed");
 		return -1;
 	}
-	say("created");
+	harness_say("created");
 	if (show(c, c->created, "") < 0)
 		return -1;
 
@@ -285,7 +274,7 @@ static int buffers(struct client *c, int fd)
 	if (dispatch_until(c, &c->failed) < 0)
 		return -1;
 	zwp_linux_buffer_params_v1_destroy(params);
-	say("failed");
+	harness_say("failed");
 	return 0;
 }
 
@@ -302,17 +291,17 @@ int main(void)
 	if (wl_display_roundtrip(c.display) < 0 || !c.compositor)
 		return 1;
 	if (!c.dmabuf) {
-		say("not offered");
+		harness_say("not offered");
 		return 3;
 	}
-	say("offered version=%u", c.dmabuf_version);
+	harness_say("offered version=%u", c.dmabuf_version);
 	if (c.dmabuf_version >= 4) {
 		struct zwp_linux_dmabuf_feedback_v1 *fb =
 			zwp_linux_dmabuf_v1_get_default_feedback(c.dmabuf);
 		zwp_linux_dmabuf_feedback_v1_add_listener(fb, &feedback_listener, &c);
 		if (dispatch_until(&c, &c.feedback_done) < 0)
 			return 1;
-		say("feedback %s", c.feedback);
+		harness_say("feedback %s", c.feedback);
 		zwp_linux_dmabuf_feedback_v1_destroy(fb);
 	}
 	int fd = make_memory(&c);

@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +32,7 @@
 #include <wayland-server.h>
 
 #include "linux-dmabuf-unstable-v1-server-protocol.h"
+#include "harness.h"
 
 #define DRM_FORMAT_ARGB8888 0x34325241u
 #define DRM_FORMAT_XRGB8888 0x34325258u
@@ -70,18 +70,6 @@ struct surface {
 	struct wl_resource *pending; // a wl_buffer; may be NULL
 	struct wl_listener pending_destroy;
 };
-
-static void print_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void print_line(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
-}
 
 static uint32_t first_pixel(const struct plane *p)
 {
@@ -143,7 +131,7 @@ static void params_add(struct wl_client *client, struct wl_resource *resource, i
 	struct stat st;
 	if (fstat(fd, &st) < 0)
 		st = (struct stat){ 0 };
-	print_line("add plane=0 file=%u:%u:%llu size=%lld first=%08x", major(st.st_dev),
+	harness_say("add plane=0 file=%u:%u:%llu size=%lld first=%08x", major(st.st_dev),
 		   minor(st.st_dev), (unsigned long long)st.st_ino, (long long)lseek(fd, 0, SEEK_END),
 		   first_pixel(p));
 }
@@ -170,13 +158,13 @@ static int params_buffer(struct wl_client *client, struct wl_resource *resource,
 		return -1;
 	}
 	if (!format_known(format) || width <= 0 || height <= 0) {
-		print_line("failed format=%08x", format);
+		harness_say("failed format=%08x", format);
 		zwp_linux_buffer_params_v1_send_failed(resource);
 		return 0;
 	}
 	if (!buffer_create(client, id, p, buffer))
 		return -1;
-	print_line("created %dx%d format=%08x", width, height, format);
+	harness_say("created %dx%d format=%08x", width, height, format);
 	return 1;
 }
 
@@ -351,7 +339,7 @@ static void surface_commit(struct wl_client *client, struct wl_resource *resourc
 	if (!s->pending)
 		return;
 	struct buffer *b = wl_resource_get_user_data(s->pending);
-	print_line("commit first=%08x", first_pixel(&b->plane));
+	harness_say("commit first=%08x", first_pixel(&b->plane));
 	wl_buffer_send_release(s->pending);
 	surface_pending_gone(&s->pending_destroy, NULL);
 }

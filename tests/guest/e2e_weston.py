@@ -1015,6 +1015,19 @@ def kwin_screenshot(env):
     return im.convert("RGB")
 
 
+def on_weston_and_mutter(env, measure):
+    """measure(env, host_sock, name) against the suite's weston, then a
+    headless mutter of its own: {name: result}."""
+    got = {"weston": measure(env, env.host_sock, "weston")}
+    procs, sock = start_mutter_host(env)
+    try:
+        got["mutter"] = measure(env, sock, "mutter")
+    finally:
+        for p in reversed(procs):
+            env.stop(p)
+    return got
+
+
 def test_copy_slots(env):
     """The copy path keeps host memory per surface, not per client buffer.
     sml-paint --history commits two 256x256 buffers (1 KiB a row): A whole,
@@ -1030,13 +1043,7 @@ def test_copy_slots(env):
       then copies its own 100 rows; the last commit, 0. 612 at commit, 200
       ahead."""
     want = {"weston": (4, 612, 200, 2), "mutter": (4, 456, 0, 1)}
-    got = {"weston": history_copies(env, env.host_sock, "weston")}
-    procs, sock = start_mutter_host(env)
-    try:
-        got["mutter"] = history_copies(env, sock, "mutter")
-    finally:
-        for p in reversed(procs):
-            env.stop(p)
+    got = on_weston_and_mutter(env, history_copies)
     text = "; ".join("%s: %d commits, %d KiB copied at commit, %d KiB ahead, %d slot(s)" %
                      ((name,) + got[name]) for name in ("weston", "mutter"))
     check(got == want, lambda: "%s; want %s" % (text, want))
@@ -1874,13 +1881,7 @@ def spare_slot_copies(env, host_sock, what):
 # the host let go of it), and only that slot is brought up to date ahead,
 # when the host gives back one that is not on screen.
 def test_copy_spare_slots(env):
-    got = {"weston": spare_slot_copies(env, env.host_sock, "weston")}
-    procs, sock = start_mutter_host(env)
-    try:
-        got["mutter"] = spare_slot_copies(env, sock, "mutter")
-    finally:
-        for p in reversed(procs):
-            env.stop(p)
+    got = on_weston_and_mutter(env, spare_slot_copies)
     # 100 frames of 16 KiB: weston holds the buffer on screen, so each band
     # is copied twice (at commit, and ahead into the slot it released);
     # mutter releases at once, so one slot takes every frame. The burst's

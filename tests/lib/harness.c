@@ -193,3 +193,13 @@ long harness_rss_kib(pid_t pid)
 	fclose(f);
 	return kib;
 }
+
+void harness_say(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}

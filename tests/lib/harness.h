@@ -60,6 +60,9 @@ struct harness_test {
 int harness_run(const struct harness_test *tests, size_t count);
 
 int harness_count_fds(pid_t pid);
+// printf of one line to stdout, flushed at once: for test programs whose
+// output a test reads while they run.
+void harness_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // Resident memory of a process in KiB.
 long harness_rss_kib(pid_t pid);
 
