@@ -1752,6 +1752,27 @@ def dmabuf_check(direct, proxied, compositor_lines):
           "the compositor read %s at commit, want ff336699 then the in-place ff00ff00" % commits)
 
 
+def dmabuf_fd_cycles(env, sock, procs, runs=30):
+    """sml-dmabuf through sommelier `runs` more times: the compositor's and
+    sommelier-host's fds must come back to where they were (each run passes
+    three plane fds and a format table)."""
+    def counts():
+        return [fd_count(p.pid) for p in procs]
+
+    before = counts()
+    for i in range(runs):
+        status, lines = dmabuf_run(env, [GUEST_BIN, env.host_option(sock), DMABUF_BIN],
+                                   "through sommelier, run %d" % (i + 2), sock)
+        check(status == 0, "run %d: %s" % (i + 2, " | ".join(lines)))
+    deadline = time.monotonic() + 5
+    while counts() != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = counts()
+    check(after == before, "fds of the compositor and sommelier-host %s before %d runs, %s "
+          "after" % (before, runs, after))
+    return "%d more runs: compositor and sommelier-host fds %s -> %s" % (runs, before, after)
+
+
 def test_dmabuf_passthrough(env):
     procs, sock = start_other_host(env, [DMABUF_COMPOSITOR_BIN, DMABUF_SOCKET], DMABUF_SOCKET,
                                    "sml-dmabuf-compositor")
@@ -1768,6 +1789,7 @@ def test_dmabuf_passthrough(env):
                   " | ".join(proxied))
         else:
             dmabuf_check(direct, proxied, read_text(log).splitlines()[seen:])
+            fds = dmabuf_fd_cycles(env, sock, procs)
         copy_status, copied = dmabuf_run(env, [GUEST_BIN, env.host_option(sock), "--shm-copy",
                                                DMABUF_BIN], "with --shm-copy", sock)
         check(copy_status == 3, "with --shm-copy linux-dmabuf must be hidden, sml-dmabuf says "
@@ -1779,8 +1801,8 @@ def test_dmabuf_passthrough(env):
         return "hidden through the kernel backend and with --shm-copy (offered directly: v4)"
     return ("v4 through sommelier as directly: the compositor got the client's own file "
             "(%s) for 3 planes, read the pixel changed in place at commit, feedback's table "
-            "of 3 formats arrived; hidden with --shm-copy" %
-            [l for l in proxied if l.startswith("buffer file=")][0][len("buffer file="):])
+            "of 3 formats arrived; %s; hidden with --shm-copy" %
+            ([l for l in proxied if l.startswith("buffer file=")][0][len("buffer file="):], fds))
 
 
 def wl_msg(obj, opcode, payload=b""):
