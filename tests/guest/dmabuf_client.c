@@ -261,7 +261,11 @@ static int buffers(struct client *c, int fd)
 		return -1;
 
 	params = make_params(c, fd);
-	c->pixels[0] = 0xff00ff00u; // after add: a compositor sharing the memory sees it
+	// Once add has reached the compositor: one sharing the memory sees the
+	// change at commit, a copy taken at add would not.
+	if (wl_display_roundtrip(c->display) < 0)
+		return -1;
+	c->pixels[0] = 0xff00ff00u;
 	struct wl_buffer *immed = zwp_linux_buffer_params_v1_create_immed(
 		params, WIDTH, HEIGHT, DRM_FORMAT_ARGB8888, 0);
 	zwp_linux_buffer_params_v1_destroy(params);

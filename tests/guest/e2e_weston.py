@@ -1747,6 +1747,8 @@ def dmabuf_check(direct, proxied, compositor_lines):
     check(len(mine) == 1 and len(adds) == 3 and
           all(" file=%s " % mine[0] in l for l in adds),
           "the compositor's planes %s, want 3 of the client's file %s" % (adds, mine))
+    check(adds[1].endswith(" first=ff336699"),
+          "the second add read %s, want ff336699 (the change comes after it)" % adds[1])
     commits = [l for l in compositor_lines if l.startswith("commit ")]
     check(commits == ["commit first=ff336699", "commit first=ff00ff00"],
           "the compositor read %s at commit, want ff336699 then the in-place ff00ff00" % commits)
