@@ -52,6 +52,10 @@ struct guest_client {
 	struct wl_proxy *host_shm; // may be NULL: the copy path's own host wl_shm
 	struct wl_array host_formats; // uint32_t: what host_shm announced
 	struct wl_list copy_surfaces; // struct copy_surface.link
+	// May be NULL: gives back the spare slots of surfaces that stopped
+	// drawing; armed while a surface has more than one slot.
+	struct wl_event_source *copy_spare_timer;
+	bool copy_spare_armed;
 	struct guest_copy_stats {
 		uint64_t commits, commit_bytes, catch_up_bytes;
 		int slots_max; // on one surface at once

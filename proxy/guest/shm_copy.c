@@ -67,6 +67,7 @@ struct copy_slot {
 	bool held; // attached on the host and not released yet
 	struct copy_buffer *holder; // may be NULL: released when the host releases this
 	uint64_t attached_at; // copy_surface.attaches when last attached
+	uint64_t attached_ns; // sml_now_ns() then
 	struct wl_list link; // copy_surface.slots (not for twins)
 };
 
@@ -676,21 +677,77 @@ static struct copy_slot *pick_slot(struct copy_surface *s, const struct copy_buf
 	return made ? made : newest;
 }
 
-// Commits after which a slot nobody attached is given back. A burst makes
-// slots (up to SLOTS_FIT_MAX of a size) that the compositor needed only
-// while it lasted; kept, they would hold host memory and mappings for the
-// surface's life.
+// A slot nobody attached for this many of its surface's commits, or for
+// this long, is given back. A burst makes slots (up to SLOTS_FIT_MAX of a
+// size) that the compositor needed only while it lasted; kept, they would
+// hold host memory and a mapping each for the surface's life. The count
+// frees them soon on a surface that keeps drawing, the time on one that
+// stopped (a timer: no commit comes to do it). The time is long enough that
+// a surface drawing every second or two keeps the slots it takes turns with.
 #define SLOT_SPARE_COMMITS 60
+#define SLOT_SPARE_MS 5000
 
-static void retire_spares(struct copy_surface *s)
+static bool slot_spare(const struct copy_surface *s, const struct copy_slot *slot, uint64_t now)
+{
+	return !slot->held && slot != s->current &&
+	       (s->attaches - slot->attached_at > SLOT_SPARE_COMMITS ||
+		now - slot->attached_ns >= (uint64_t)SLOT_SPARE_MS * 1000000u);
+}
+
+static void retire_spares(struct copy_surface *s, uint64_t now)
 {
 	struct copy_slot *slot, *tmp;
 	wl_list_for_each_safe(slot, tmp, &s->slots, link) {
-		if (slot->held || s->attaches - slot->attached_at <= SLOT_SPARE_COMMITS)
+		if (!slot_spare(s, slot, now))
 			continue;
 		slot_destroy(slot);
 		s->gc->copy_stats.spares_retired++;
 	}
+}
+
+// When the next slot of s would be spare by time, in ms from now (at
+// least 1); SLOT_SPARE_MS while the host holds every slot but the current.
+static int spare_due_ms(const struct copy_surface *s, uint64_t now)
+{
+	const uint64_t period = (uint64_t)SLOT_SPARE_MS * 1000000u;
+	uint64_t due = period;
+	struct copy_slot *slot;
+	wl_list_for_each(slot, &s->slots, link) {
+		uint64_t at = slot->attached_ns + period;
+		if (!slot->held && slot != s->current)
+			due = SML_MIN(due, at > now ? at - now : 0);
+	}
+	return (int)(due / 1000000u) + 1;
+}
+
+static int on_spare_timer(void *data);
+
+static void arm_spare_timer(struct guest_client *gc, int ms)
+{
+	if (!gc->copy_spare_timer)
+		gc->copy_spare_timer = wl_event_loop_add_timer(gc->server->loop, on_spare_timer, gc);
+	// Without a timer, spares wait for their surface's commits.
+	gc->copy_spare_armed = gc->copy_spare_timer &&
+			       wl_event_source_timer_update(gc->copy_spare_timer, ms) == 0;
+}
+
+static int on_spare_timer(void *data)
+{
+	struct guest_client *gc = data;
+	struct copy_surface *s;
+	int next = 0;
+	gc->copy_spare_armed = false;
+	if (gc->dying)
+		return 0;
+	uint64_t now = sml_now_ns();
+	wl_list_for_each(s, &gc->copy_surfaces, link) {
+		retire_spares(s, now);
+		if (s->nslots > 1)
+			next = next ? SML_MIN(next, spare_due_ms(s, now)) : spare_due_ms(s, now);
+	}
+	if (next)
+		arm_spare_timer(gc, next);
+	return 0;
 }
 
 // The slot holds b's pixels for the host; b goes back to its client when
@@ -732,8 +789,11 @@ static int commit_buffer(struct copy_surface *s, struct copy_buffer *b,
 			add_stale(other, &s->damage);
 	slot_hold(slot, b);
 	slot->attached_at = ++s->attaches;
+	slot->attached_ns = sml_now_ns();
 	s->current = slot;
-	retire_spares(s);
+	retire_spares(s, slot->attached_ns);
+	if (s->nslots > 1 && !s->gc->copy_spare_armed)
+		arm_spare_timer(s->gc, SLOT_SPARE_MS);
 	host_attach(host_surface, slot, s->dx, s->dy);
 	return ok ? 0 : -EFAULT;
 }
@@ -952,6 +1012,9 @@ void shm_copy_release(struct guest_client *gc)
 			 "%" PRIu64 " spare slots given back",
 			 (void *)gc->client, st->commits, st->commit_bytes / 1024,
 			 st->catch_up_bytes / 1024, st->slots_max, st->spares_retired);
+	if (gc->copy_spare_timer)
+		wl_event_source_remove(gc->copy_spare_timer);
+	gc->copy_spare_timer = NULL;
 	if (gc->host_shm)
 		wl_proxy_destroy(gc->host_shm);
 	gc->host_shm = NULL;

@@ -1871,48 +1871,58 @@ def test_copy_bursts(env):
             "directly; 16 slots at most")
 
 
-def spare_slot_copies(env, host_sock, what):
+def spare_slot_run(env, host_sock, what, args):
     """sml-paint --burst through sommelier --shm-copy on the sommelier-host
-    at host_sock, 100 frames and then 200: four 256x256 buffers committed in
-    one write (four slots), then frames alternating two of them, 16 rows
-    (16 KiB) each. Returns (KiB at commit, KiB ahead) of the second run's
-    last 100 frames (the difference between the runs' statistics), and the
-    second run's (most slots, spare slots given back)."""
-    runs = []
-    for frames in (100, 200):
-        argv = [GUEST_BIN, env.host_option(host_sock), "--shm-copy", "--log-level=info",
-                PAINT_BIN, "--burst", str(frames)]
-        p = env.spawn(argv, "spare-" + what, host_sock=host_sock)
-        status = wait_exit(p, 30)
-        if status is None:
-            env.stop(p)
-        log = read_text(env.logs[p])
-        m = re.search(r"copy path: (\d+) commits, (\d+) KiB copied at commit, (\d+) KiB "
-                      r"ahead of commits, at most (\d+) slots on a surface, (\d+) spare", log)
-        check(status == 0 and m, lambda: "%s: sml-paint --burst %d: %s: %s" % (
-            what, frames, status_text(status), env.log_tail(p)))
-        runs.append(tuple(int(g) for g in m.groups()))
+    at host_sock: sommelier's copy statistics (commits, KiB at commit, KiB
+    ahead, most slots, spare slots given back)."""
+    argv = [GUEST_BIN, env.host_option(host_sock), "--shm-copy", "--log-level=info",
+            PAINT_BIN, "--burst", *args]
+    p = env.spawn(argv, "spare-" + what, host_sock=host_sock)
+    status = wait_exit(p, 30)
+    if status is None:
+        env.stop(p)
+    m = re.search(r"copy path: (\d+) commits, (\d+) KiB copied at commit, (\d+) KiB "
+                  r"ahead of commits, at most (\d+) slots on a surface, (\d+) spare",
+                  read_text(env.logs[p]))
+    check(status == 0 and m, lambda: "%s: sml-paint --burst %s: %s: %s" % (
+        what, " ".join(args), status_text(status), env.log_tail(p)))
+    return tuple(int(g) for g in m.groups())
+
+
+def spare_slot_copies(env, host_sock, what):
+    """Four 256x256 buffers committed in one write (four slots), then frames
+    alternating two of them, 16 rows (16 KiB) each: 100 frames, and 200.
+    Returns (KiB at commit, KiB ahead) of the second run's last 100 frames
+    (the difference between the runs' statistics), the second run's (most
+    slots, spare slots given back), and those of a third run that commits
+    the four and then stops drawing for 6 s."""
+    runs = [spare_slot_run(env, host_sock, what, [str(frames)]) for frames in (100, 200)]
     check([r[0] for r in runs] == [104, 204], "%s: %s commits, want 104 and 204" %
           (what, [r[0] for r in runs]))
-    return runs[1][1] - runs[0][1], runs[1][2] - runs[0][2], runs[1][3], runs[1][4]
+    idle = spare_slot_run(env, host_sock, what, ["0", "--seconds", "6"])
+    return (runs[1][1] - runs[0][1], runs[1][2] - runs[0][2], runs[1][3], runs[1][4],
+            idle[3], idle[4])
 
 
 # A burst of commits makes slots (up to four of a size) that a compositor
 # needs only while the burst lasts; each held a full-size host image and a
 # mapping in sommelier for the surface's life. Now a slot left unattached
-# for 60 commits is given back, and the copying stays as it was: the next
-# commit goes to the free slot that lacks the least (the one on screen, if
-# the host let go of it), and only that slot is brought up to date ahead,
-# when the host gives back one that is not on screen.
+# for 60 of its surface's commits, or for 5 s, is given back, and the
+# copying stays as it was: the next commit goes to the free slot that lacks
+# the least (the one on screen, if the host let go of it), and only that
+# slot is brought up to date ahead, when the host gives back one that is
+# not on screen.
 def test_copy_spare_slots(env):
     got = on_weston_and_mutter(env, spare_slot_copies)
     # 100 frames of 16 KiB: weston holds the buffer on screen, so each band
     # is copied twice (at commit, and ahead into the slot it released);
     # mutter releases at once, so one slot takes every frame. The burst's
-    # four slots are down to what each needs: 2 and 1.
-    want = {"weston": (1600, 1600, 4, 2), "mutter": (1600, 0, 4, 3)}
+    # four slots come down to what each needs while drawing, 2 and 1, and
+    # to the one on screen once the surface stops.
+    want = {"weston": (1600, 1600, 4, 2, 4, 3), "mutter": (1600, 0, 4, 3, 4, 3)}
     text = "; ".join("%s: %d KiB at commit, %d ahead over 100 frames of 16 KiB after a burst, "
-                     "%d slots at most, %d given back" % (k, *got[k]) for k in got)
+                     "%d slots at most, %d given back; a burst and 6 s idle: %d slots, %d "
+                     "given back" % (k, *got[k]) for k in got)
     check(got == want, "%s; want %s" % (text, want))
     return text
 
