@@ -4,7 +4,14 @@
 // socketpair. Guest blobs get a real sealed memfd of their declared size, so
 // rings map and cross-domain commands run; the compositor is a listening
 // socket here that answers each new connection with a message carrying a
-// memfd and a pipe, so RECEIVE, blob claiming and WRITE paths run too.
+// memfd and a pipe, so RECEIVE, blob claiming and WRITE paths run too. The
+// compositor keeps that pipe's read end unread (WRITEs back up once it is
+// full), writes into the pipes the host passes it (READs with data), and
+// sends an event every turn (RECEIVEs as the guest polls). Messages are
+// multiples of 4 bytes; the input's length past that picks variants: bit 0
+// set, the guest hangs up before sommelier-host tears down (after, when
+// clear); bit 1 set, the compositor says nothing after its first message
+// (POLLs stay pending).
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -18,6 +25,7 @@
 
 #include "device.h"
 #include "fdpass.h"
+#include "log.h"
 #include "server.h"
 #include "socket_device.h"
 #include "util.h"
@@ -59,26 +67,68 @@ static void send_with_fds(int fd, const void *buf, size_t len, const int *fds, s
 	sml_send_fds(fd, buf, len, fds, nfds, MSG_DONTWAIT);
 }
 
+#define MAX_CLIENTS 16
+
+// The compositor's side of one input: its clients, and the read ends of
+// the pipes it sent them, never read.
+struct compositor {
+	int clients[MAX_CLIENTS];
+	int unread[MAX_CLIENTS];
+	size_t nclients;
+	bool quiet; // no events after the first message
+};
+
 // New compositor clients get one message with a memfd and a write pipe.
-static void serve_compositor(int *clients, size_t *nclients)
+static void accept_clients(struct compositor *c)
 {
-	for (int fd; *nclients < 16 && (fd = accept4(listener, NULL, NULL,
-						      SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0;) {
-		int mem = sml_memfd_create("fuzz-keymap", 100), p[2];
-		if (mem >= 0 && pipe2(p, O_CLOEXEC) == 0) {
+	for (int fd; c->nclients < MAX_CLIENTS &&
+		     (fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0;) {
+		int mem = sml_memfd_create("fuzz-keymap", 100), p[2] = { -1, -1 };
+		if (mem >= 0 && pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0) {
 			uint32_t msg[2] = { 1, 8u << 16 };
 			int fds[2] = { mem, p[1] };
 			send_with_fds(fd, msg, sizeof(msg), fds, 2);
-			close(p[0]);
 			close(p[1]);
 		}
 		sml_close(&mem);
-		clients[(*nclients)++] = fd;
+		c->unread[c->nclients] = p[0];
+		c->clients[c->nclients++] = fd;
 	}
-	char sink[4096];
-	for (size_t i = 0; i < *nclients; i++)
-		while (recv(clients[i], sink, sizeof(sink), MSG_DONTWAIT) > 0)
-			;
+}
+
+// What a client sent is dropped; pipes it passed get a few bytes, then EOF.
+static void read_client(int fd)
+{
+	char buf[4096];
+	int fds[8];
+	size_t nfds;
+	bool truncated;
+	while (sml_recv_fds(fd, buf, sizeof(buf), fds, 8, &nfds, &truncated, MSG_DONTWAIT) > 0)
+		for (size_t i = 0; i < nfds; i++) {
+			// Into memory it passed, the bytes land at its start.
+			ssize_t unused = write(fds[i], "offer", 5);
+			(void)unused;
+			close(fds[i]);
+		}
+}
+
+static void serve_compositor(struct compositor *c)
+{
+	accept_clients(c);
+	uint32_t event[2] = { 1, 8u << 16 };
+	for (size_t i = 0; i < c->nclients; i++) {
+		read_client(c->clients[i]);
+		if (!c->quiet)
+			send_with_fds(c->clients[i], event, sizeof(event), NULL, 0);
+	}
+}
+
+static void compositor_finish(struct compositor *c)
+{
+	for (size_t i = 0; i < c->nclients; i++) {
+		close(c->clients[i]);
+		sml_close(&c->unread[i]);
+	}
 }
 
 // Reads and drops what the host answers (closing the fds it sends).
@@ -110,24 +160,26 @@ static void send_message(int fd, const uint8_t *msg, size_t len)
 	sml_close(&mem);
 }
 
-static void pump(struct wl_event_loop *loop, int guest, int *clients, size_t *nclients)
+static void pump(struct wl_event_loop *loop, int guest, struct compositor *c)
 {
 	for (int i = 0; i < 4; i++) {
 		wl_event_loop_dispatch(loop, 0);
 		wl_event_loop_dispatch_idle(loop);
-		serve_compositor(clients, nclients);
+		serve_compositor(c);
 		drain_guest(guest);
 	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (listener < 0)
+	if (listener < 0) {
+		sml_log_set_level(SML_LOG_SILENT); // warnings for every input slow it down
 		setup_compositor();
+	}
 	struct wl_event_loop *loop = wl_event_loop_create();
 	struct host_server *server = host_server_create(loop, &config);
-	int sv[2], clients[16];
-	size_t nclients = 0;
+	int sv[2];
+	struct compositor compositor = { .quiet = size & 2 };
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
 		abort();
 	host_server_adopt(server, sv[0], "fuzz");
@@ -150,14 +202,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		send_message(sv[1], data + off, len);
 		off += len;
-		pump(loop, sv[1], clients, &nclients);
+		pump(loop, sv[1], &compositor);
 	}
-	pump(loop, sv[1], clients, &nclients);
+	pump(loop, sv[1], &compositor);
+	if (size & 1)
+		sml_close(&sv[1]);
 	host_server_destroy(server);
 	wl_event_loop_dispatch_idle(loop);
-	for (size_t i = 0; i < nclients; i++)
-		close(clients[i]);
-	close(sv[1]);
+	compositor_finish(&compositor);
+	sml_close(&sv[1]);
 	wl_event_loop_destroy(loop);
 	return 0;
 }

@@ -72,6 +72,7 @@ def setup(ctx=1, seq=10, rings=(1, 2)):
 
 
 poll = execbuffer(30, cd(POLL, struct.pack("<Q", 0)), ring=1)
+poll2 = execbuffer(36, cd(POLL, struct.pack("<Q", 0)), (1,), ring=1)
 gir = execbuffer(31, cd(GIR, struct.pack("<IIII", 64, 64, 0x34325241, 0x11)), (1,), ring=0)
 registry = execbuffer(32, send(wl(1, 1, 2) + wl(1, 0, 3)))
 
@@ -79,7 +80,7 @@ seeds = {
     "setup": setup(),
     "setup_poll": setup() + poll,
     "image": setup() + gir + msg(WAIT, struct.pack("<II", 1, 0), seq=33) +
-    blob(34, HOST3D, 4096, blob_id=3) + msg(RESOURCE_INFO, struct.pack("<II", 4, 0), seq=35),
+    blob(34, HOST3D, 4096, blob_id=1) + msg(RESOURCE_INFO, struct.pack("<II", 4, 0), seq=35),
     "registry": setup() + registry + poll,
     "claim_and_write": setup() + poll + blob(40, HOST3D, 4096, blob_id=1) +
     execbuffer(41, write(2, b"clipboard", False)) + execbuffer(42, write(2, b"", True)),
@@ -92,6 +93,15 @@ seeds = {
                                            flags=FLAG_REPLY) + registry,
     "teardown": setup() + msg(RESOURCE_DESTROY, struct.pack("<II", 1, 0), seq=70,
                               flags=FLAG_REPLY) + msg(CONTEXT_DESTROY, seq=71, flags=FLAG_REPLY),
+    # A second POLL after a read pipe was made: the pipe is read.
+    "two_polls_read_pipe": setup() + execbuffer(43, send(wl(5, 1, 1), [(0x80000001, READ_PIPE)])) +
+    poll + poll2,
+    # Three bytes more (fuzz_host.c: a quiet compositor, the guest hanging
+    # up before teardown): the second POLL stays pending, so ring 1 is busy
+    # and the WAIT queues; teardown's reply to it once ended the connection
+    # a second time, after it was freed.
+    "wait_busy_hangup": setup() + poll + poll2 + msg(WAIT, struct.pack("<II", 1, 0), seq=37) +
+    b"\0\0\0",
 }
 
 out = sys.argv[1] if len(sys.argv) > 1 else "fuzz/corpus/host"

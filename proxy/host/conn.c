@@ -92,6 +92,11 @@ void host_conn_destroy(struct host_conn *conn)
 {
 	if (!conn)
 		return;
+	// Replies that releasing the device sends go nowhere, and a send that
+	// fails cannot end (and queue the destroy of) what is being destroyed.
+	conn->dead = true;
+	if (conn->reap)
+		wl_event_source_remove(conn->reap);
 	host_device_release(conn);
 	if (conn->nfds)
 		sml_err("%s: %u fds still on the budget after release (a bug)", conn->name,
@@ -110,7 +115,9 @@ void host_conn_destroy(struct host_conn *conn)
 
 static void conn_destroy_idle(void *data)
 {
-	host_conn_destroy(data);
+	struct host_conn *conn = data;
+	conn->reap = NULL;
+	host_conn_destroy(conn);
 }
 
 // Ends the connection from the loop; a guest that hung up is no fault.
@@ -128,7 +135,10 @@ static void conn_end(struct host_conn *conn, bool fault, const char *reason)
 	sml_wqueue_flush(&conn->out, conn->fd);
 	wl_event_source_remove(conn->source);
 	conn->source = NULL;
-	wl_event_loop_add_idle(conn->loop, conn_destroy_idle, conn);
+	conn->reap = wl_event_loop_add_idle(conn->loop, conn_destroy_idle, conn);
+	if (!conn->reap)
+		sml_err("%s: cannot schedule its teardown: it stays until sommelier-host exits",
+			conn->name);
 }
 
 void host_conn_kill(struct host_conn *conn, const char *reason)
