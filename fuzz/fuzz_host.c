@@ -11,7 +11,8 @@
 // multiples of 4 bytes; the input's length past that picks variants: bit 0
 // set, the guest hangs up before sommelier-host tears down (after, when
 // clear); bit 1 set, the compositor says nothing after its first message
-// (POLLs stay pending).
+// (POLLs stay pending); bit 2 set, each message without fds goes in two
+// writes.
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -200,7 +201,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (msg_size >= sizeof(struct sdev_header) && msg_size <= len)
 				len = msg_size;
 		}
-		send_message(sv[1], data + off, len);
+		if ((size & 4) && len > sizeof(struct sdev_header) && !data[off + 3]) {
+			// In two writes, the host running between them.
+			send_with_fds(sv[1], data + off, len / 2, NULL, 0);
+			pump(loop, sv[1], &compositor);
+			send_with_fds(sv[1], data + off + len / 2, len - len / 2, NULL, 0);
+		} else {
+			send_message(sv[1], data + off, len);
+		}
 		off += len;
 		pump(loop, sv[1], &compositor);
 	}
