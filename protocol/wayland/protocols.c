@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 /* extern declarations and the sorted sml_protocols_table[] */
 #include "protocols-table.inc"
 
@@ -40,42 +42,68 @@ static const struct sml_protocols_masks *find_masks(const struct wl_interface *i
 					: NULL;
 }
 
-uint64_t sml_protocols_destructors(const struct wl_interface *iface)
-{
-	const struct sml_protocols_masks *m = find_masks(iface);
-
-	return m ? m->requests : 0;
-}
+/* A message of an interface, named. */
+struct named_message {
+	const char *interface;
+	const char *message;
+};
 
 /* Events whose description says the server destroys the object after
  * sending them, though their XML lacks type="destructor". */
-static const struct {
-	const char *interface;
-	const char *event;
-} unmarked_destructor_events[] = {
+static const struct named_message unmarked_destructor_events[] = {
 	{ "kde_output_device_mode_v2", "removed" },
 };
 
-static uint64_t unmarked_event_destructors(const struct wl_interface *iface)
+/* Requests whose new object the server destroys with the object the
+ * request was made on, telling the client only by delete_id: a compositor
+ * destroys a surface's pending frame callbacks with the surface. */
+static const struct named_message dependent_requests[] = {
+	{ "wl_surface", "frame" },
+};
+
+/* The bits of iface's messages (requests or events, count of them) that
+ * `list` names. */
+static uint64_t named_mask(const struct wl_interface *iface, const struct named_message *list,
+			   size_t n, const struct wl_message *messages, int count)
 {
 	uint64_t mask = 0;
 
-	for (size_t i = 0; i < sizeof(unmarked_destructor_events) /
-				       sizeof(unmarked_destructor_events[0]); i++) {
-		if (strcmp(iface->name, unmarked_destructor_events[i].interface) != 0)
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(iface->name, list[i].interface) != 0)
 			continue;
-		for (int op = 0; op < iface->event_count && op < 64; op++)
-			if (strcmp(iface->events[op].name, unmarked_destructor_events[i].event) == 0)
+		for (int op = 0; op < count && op < 64; op++)
+			if (strcmp(messages[op].name, list[i].message) == 0)
 				mask |= 1ull << op;
 	}
 	return mask;
 }
 
-uint64_t sml_protocols_event_destructors(const struct wl_interface *iface)
+struct sml_protocols_lifetimes sml_protocols_lifetimes(const struct wl_interface *iface)
 {
 	const struct sml_protocols_masks *m = find_masks(iface);
 
-	return m ? m->events | unmarked_event_destructors(iface) : 0;
+	if (!m)
+		return (struct sml_protocols_lifetimes){ 0 };
+	return (struct sml_protocols_lifetimes){
+		.destructor_requests = m->requests,
+		.destructor_events = m->events |
+				     named_mask(iface, unmarked_destructor_events,
+						SML_ARRAY_LEN(unmarked_destructor_events), iface->events,
+						iface->event_count),
+		.dependent_requests = named_mask(iface, dependent_requests,
+						 SML_ARRAY_LEN(dependent_requests), iface->methods,
+						 iface->method_count),
+	};
+}
+
+uint64_t sml_protocols_destructors(const struct wl_interface *iface)
+{
+	return sml_protocols_lifetimes(iface).destructor_requests;
+}
+
+uint64_t sml_protocols_event_destructors(const struct wl_interface *iface)
+{
+	return sml_protocols_lifetimes(iface).destructor_events;
 }
 
 size_t sml_protocols_count(void)

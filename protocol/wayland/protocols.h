@@ -24,6 +24,17 @@ uint64_t sml_protocols_destructors(const struct wl_interface *iface);
  * both twins after delivering one. */
 uint64_t sml_protocols_event_destructors(const struct wl_interface *iface);
 
+/* How the objects of a compiled-in interface end, a bit per opcode (all 0
+ * for unknown interfaces): what the two calls above return, and requests
+ * whose new object the server destroys, without an event, when it destroys
+ * the object the request was made on (wl_surface.frame). */
+struct sml_protocols_lifetimes {
+	uint64_t destructor_requests;
+	uint64_t destructor_events;
+	uint64_t dependent_requests;
+};
+struct sml_protocols_lifetimes sml_protocols_lifetimes(const struct wl_interface *iface);
+
 /* Number of interfaces; sml_protocols_at(0 .. count-1) lists them sorted by
  * name (strcmp order). sml_protocols_at returns NULL when i is out of range. */
 size_t sml_protocols_count(void);

@@ -1019,8 +1019,8 @@ static int claim_image(struct guest_channel *ch, const struct cd_image_requireme
 	if (ret < 0)
 		return ret;
 	struct stat st;
-	uint64_t file = fstat(*fd, &st) < 0 ? 0 : S_ISREG(st.st_mode) ? (uint64_t)st.st_size :
-									   sml_fd_size(*fd);
+	off_t end = fstat(*fd, &st) < 0 ? -1 : memory_size(*fd, &st);
+	uint64_t file = end > 0 ? (uint64_t)end : 0;
 	if (file < reqs->size) {
 		sml_warn("the host's blob for an image has %llu bytes of %llu",
 			 (unsigned long long)file, (unsigned long long)reqs->size);

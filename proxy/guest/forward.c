@@ -25,27 +25,6 @@
 // can be recognised as ours.
 static const int fwd_tag;
 
-// Requests whose new object the server destroys, without an event, when it
-// destroys the object the request was made on. The guest would never hear
-// of it, and the pair would last as long as the client: the guest's ids
-// would not be reused, and a client that closes popups with a frame
-// callback pending would grow sommelier without bound.
-static const struct {
-	const char *interface;
-	const char *request;
-} dies_with_parent[] = {
-	{ "wl_surface", "frame" },
-};
-
-static bool is_dependent_request(const struct wl_interface *iface, const struct wl_message *msg)
-{
-	for (size_t i = 0; i < sizeof(dies_with_parent) / sizeof(dies_with_parent[0]); i++)
-		if (strcmp(iface->name, dies_with_parent[i].interface) == 0 &&
-		    strcmp(msg->name, dies_with_parent[i].request) == 0)
-			return true;
-	return false;
-}
-
 // Walks a wl_message signature: the type of each argument and whether it
 // may be null, skipping the leading version digits.
 struct sig_arg {
@@ -225,7 +204,7 @@ int fwd_request_dispatch(const void *impl, void *target, uint32_t opcode,
 	close_fds(msg, args);
 	struct fwd_object *made = new_id_index >= 0 ?
 		pair_new_resource(obj, new_iface, new_id, created) : NULL;
-	if (made && is_dependent_request(obj->iface, msg))
+	if (made && opcode < 64 && (obj->dependent_requests & (1ull << opcode)))
 		wl_list_insert(&obj->dependents, &made->dependent_link);
 	if (destructor)
 		wl_resource_destroy(resource);
@@ -315,8 +294,10 @@ static struct fwd_object *pair_with(struct guest_client *gc, struct wl_resource 
 	obj->resource = resource;
 	obj->proxy = proxy;
 	obj->iface = sml_protocols_find(wl_resource_get_class(resource));
-	obj->destructors = sml_protocols_destructors(obj->iface);
-	obj->event_destructors = sml_protocols_event_destructors(obj->iface);
+	struct sml_protocols_lifetimes lt = sml_protocols_lifetimes(obj->iface);
+	obj->destructors = lt.destructor_requests;
+	obj->event_destructors = lt.destructor_events;
+	obj->dependent_requests = lt.dependent_requests;
 	wl_list_init(&obj->dependents);
 	wl_list_init(&obj->dependent_link);
 	obj->resource_destroy.notify = resource_destroyed;

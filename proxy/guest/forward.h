@@ -18,6 +18,7 @@ struct fwd_object {
 	const struct wl_interface *iface; // the compiled-in table of both twins
 	uint64_t destructors; // request opcodes that destroy the object
 	uint64_t event_destructors; // event opcodes after which the host has destroyed it
+	uint64_t dependent_requests; // request opcodes whose new object joins dependents
 	void *data; // may be NULL: a hook's state, freed with data_destroy
 	void (*data_destroy)(void *data);
 	// May be NULL: for an object without a host twin (proxy NULL), makes

@@ -742,8 +742,9 @@ static int on_spare_timer(void *data)
 	uint64_t now = sml_now_ns();
 	wl_list_for_each(s, &gc->copy_surfaces, link) {
 		retire_spares(s, now);
-		if (s->nslots > 1)
-			next = next ? SML_MIN(next, spare_due_ms(s, now)) : spare_due_ms(s, now);
+		int due = s->nslots > 1 ? spare_due_ms(s, now) : 0;
+		if (due && (!next || due < next))
+			next = due;
 	}
 	if (next)
 		arm_spare_timer(gc, next);

@@ -919,13 +919,14 @@ def test_pixels_copy_catch_up(env):
     return "green/blue/red pixels %s copied, %s shared (A's own rows)" % (copied, shared)
 
 
-def copy_stats(text):
+def copy_stats(text, spares=False):
     """sommelier's copy-path summary of a client (logged at info when the
     client goes): (commits, KiB copied at commit, KiB ahead of commits,
-    most slots on one surface), or None."""
+    most slots on one surface) and, with spares, the spare slots given
+    back; or None."""
     m = re.search(r"copy path: (\d+) commits, (\d+) KiB copied at commit, (\d+) KiB ahead "
-                  r"of commits, at most (\d+) slots", text)
-    return tuple(int(g) for g in m.groups()) if m else None
+                  r"of commits, at most (\d+) slots on a surface, (\d+) spare", text)
+    return tuple(int(g) for g in m.groups()[:5 if spares else 4]) if m else None
 
 
 def history_copies(env, host_sock, what):
@@ -1881,12 +1882,10 @@ def spare_slot_run(env, host_sock, what, args):
     status = wait_exit(p, 30)
     if status is None:
         env.stop(p)
-    m = re.search(r"copy path: (\d+) commits, (\d+) KiB copied at commit, (\d+) KiB "
-                  r"ahead of commits, at most (\d+) slots on a surface, (\d+) spare",
-                  read_text(env.logs[p]))
-    check(status == 0 and m, lambda: "%s: sml-paint --burst %s: %s: %s" % (
+    stats = copy_stats(read_text(env.logs[p]), spares=True)
+    check(status == 0 and stats, lambda: "%s: sml-paint --burst %s: %s: %s" % (
         what, " ".join(args), status_text(status), env.log_tail(p)))
-    return tuple(int(g) for g in m.groups())
+    return stats
 
 
 def spare_slot_copies(env, host_sock, what):
