@@ -36,6 +36,10 @@ is non-zero when anything failed.
   frame_callback_dies_with_surface
                             a surface destroyed with a frame callback pending: the
                             callback's id comes back, as from the compositor
+  output_hotplug            headless mutter's second monitor off and on 5 times:
+                            foot through sommelier sees the same output globals,
+                            removals, releases and xdg-output names as foot
+                            straight on mutter; no fd growth
   dmabuf_passthrough        linux-dmabuf through the proxy in front of
                             sml-dmabuf-compositor (no GPU compositor runs here):
                             the compositor gets the client's own file, feedback's
@@ -60,7 +64,8 @@ Binaries: SML_HOST_BIN, SML_GUEST_BIN, SML_PAINT_BIN, SML_CHAOS_BIN, SML_VGPU_EM
 SML_DMABUF_COMPOSITOR_BIN, SML_DMABUF_BIN
 (meson sets them; by hand they default to the build/ directory of this
 checkout). SML_E2E_ONLY=test_NAME[,test_NAME] runs only those tests.
-Python standard library and PIL (python3-pil) only.
+Python standard library, PIL (python3-pil) and, for the tests on mutter's
+and kwin's D-Bus interfaces, python3-dbus.
 """
 import os
 import sys
@@ -454,6 +459,16 @@ def read_text(path):
             return f.read()
     except OSError:
         return ""
+
+
+def wait_until(predicate, timeout, interval=0.05):
+    """Whether predicate() became true within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
 
 
 def wait_for_text(path, needle, timeout, proc=None):
@@ -1926,6 +1941,132 @@ def test_copy_spare_slots(env):
     return text
 
 
+def start_mutter_monitors_host(env, monitors):
+    """Headless mutter with `monitors` virtual monitors of 320x240, its
+    session bus's address in mutter-bus (for DisplayConfig), and a
+    sommelier-host in front of it: (processes, host socket, display name)."""
+    env.serial += 1
+    name = "%s-%d" % (MUTTER_SOCKET, env.serial)
+    script = ('echo "$DBUS_SESSION_BUS_ADDRESS" > mutter-bus && exec mutter --wayland '
+              '--headless --no-x11 %s --wayland-display=%s' %
+              (" ".join(["--virtual-monitor 320x240"] * monitors), name))
+    procs, sock = start_other_host(env, ["dbus-run-session", "--", "sh", "-c", script],
+                                   name, "headless mutter")
+    return procs, sock, name
+
+
+def mutter_monitors_on(env, count):
+    """Turns mutter's first `count` virtual monitors on, side by side, and
+    the others off (org.gnome.Mutter.DisplayConfig.ApplyMonitorsConfig,
+    temporary): what unplugging a screen and plugging it back does to the
+    outputs clients see."""
+    import dbus  # python3-dbus: only the tests on mutter and kwin need it
+    bus = dbus.bus.BusConnection(read_text(env.path("mutter-bus")).strip())
+    try:
+        config = dbus.Interface(bus.get_object("org.gnome.Mutter.DisplayConfig",
+                                               "/org/gnome/Mutter/DisplayConfig"),
+                                "org.gnome.Mutter.DisplayConfig")
+        serial, monitors, _, _ = config.GetCurrentState()
+        logical = []
+        for i, (spec, modes, _) in enumerate(monitors[:count]):
+            mode = ([m for m in modes if m[6].get("is-current")] or modes[:1])[0][0]
+            logical.append((dbus.Int32(320 * i), dbus.Int32(0), dbus.Double(1.0),
+                            dbus.UInt32(0), dbus.Boolean(i == 0),
+                            [(spec[0], mode, dbus.Dictionary({}, signature="sv"))]))
+        config.ApplyMonitorsConfig(serial, dbus.UInt32(1), logical,
+                                   dbus.Dictionary({}, signature="sv"))
+    finally:
+        bus.close()
+
+
+OUTPUT_EVENT = re.compile(
+    r'\] (?: -> )?(wl_registry@\d+\.global\(\d+, "wl_output", \d+\)|'
+    r'wl_registry@\d+\.global_remove\(\d+\)|'
+    r'wl_registry@\d+\.bind\(\d+, "wl_output", \d+, new id \S+\)|'
+    r'wl_output@\d+\.release\(\)|zxdg_output_v1@\d+\.name\("[^"]*"\))')
+
+
+def output_events(log):
+    """What a WAYLAND_DEBUG=client log says of outputs, in order, object
+    ids masked (a client through sommelier sees fewer globals, so its ids
+    differ): outputs announced, bound, named (xdg-output), removed and
+    released."""
+    return [re.sub(r"@\d+", "@N", m.group(1)) for m in OUTPUT_EVENT.finditer(read_text(log))]
+
+
+def settled_fd_counts(pids):
+    """The processes' fd counts once unchanged for a while: on the copy path
+    (virtgpu) a surface's spare host buffers go after 5 s unused."""
+    quiet = 5.5 if VIRTGPU else 0.5
+    counts, since = None, time.monotonic()
+    deadline = since + 30
+    while time.monotonic() < deadline:
+        now = [fd_count(pid) for pid in pids]
+        if now != counts:
+            counts, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+        time.sleep(0.1)
+    return counts
+
+
+def hotplug_cycles(env, feet, cycles):
+    """Unplugs mutter's second monitor and plugs it back `cycles` times,
+    each step once every foot has seen it."""
+    def seen(needle, count):
+        return all(read_text(env.logs[p]).count(needle) >= count for p in feet)
+
+    for i in range(cycles):
+        mutter_monitors_on(env, 1)
+        check(wait_until(lambda: seen("global_remove(", i + 1), 10),
+              lambda: "monitor off %d: not every foot saw its wl_output go" % (i + 1))
+        mutter_monitors_on(env, 2)
+        check(wait_until(lambda: seen('.name("Meta-1")', i + 2), 10),
+              lambda: "monitor on %d: not every foot saw its wl_output back" % (i + 1))
+        for p in feet:
+            check(p.poll() is None, lambda: "foot gone: %s" % env.log_tail(p))
+
+
+# Screens come and go (a laptop docked, a monitor switched off): a client
+# sees wl_output globals removed and added while it runs, releases the
+# removed output's object and binds the new one, often with the id it just
+# gave back. headless mutter does this on DisplayConfig calls; foot runs
+# straight on it and through sommelier side by side, both with
+# WAYLAND_DEBUG=client.
+def test_output_hotplug(env):
+    cycles = 5
+    procs, sock, name = start_mutter_monitors_host(env, 2)
+    try:
+        foot = ["env", "WAYLAND_DEBUG=client", "foot", "--app-id=sml-e2e-hotplug", "sleep", "300"]
+        direct = env.spawn(foot, "hotplug-direct", display=name)
+        proxied = env.spawn([GUEST_BIN, env.host_option(sock), "--"] + foot,
+                            "hotplug-proxied", host_sock=sock)
+        feet = [direct, proxied]
+        check(wait_until(lambda: all('.name("Meta-1")' in read_text(env.logs[p])
+                                     for p in feet), 15),
+              lambda: "foot did not see both outputs: %s" % env.log_tail(proxied))
+        fds = settled_fd_counts([proxied.pid, procs[1].pid])
+        hotplug_cycles(env, feet, cycles)
+        want, got = (output_events(env.logs[p]) for p in feet)
+        check(got == want, lambda: "output events through sommelier differ from foot's "
+              "straight on mutter:\n  direct:  %s\n  proxied: %s" % (want, got))
+        check(got.count("wl_output@N.release()") == cycles,
+              "foot released %d outputs in %d cycles" % (got.count("wl_output@N.release()"),
+                                                         cycles))
+        after = settled_fd_counts([proxied.pid, procs[1].pid])
+        check(after == fds, "fds of sommelier and sommelier-host: %s before, %s after" %
+              (fds, after))
+        for p in feet:
+            env.stop(p)
+    finally:
+        for p in procs:
+            env.stop(p)
+    return ("%d times a monitor off and on: foot through sommelier saw the same %d output "
+            "events as foot straight on mutter (globals, binds, xdg-output names, "
+            "removals, releases); fds of sommelier and sommelier-host %s, unchanged" %
+            (cycles, len(got), fds))
+
+
 def frame_callback_cycles(path, n):
     """n times on one connection: a wl_surface (id 5), a frame callback on
     it (6), the surface destroyed, a round trip (7). A compositor destroys a
@@ -2196,6 +2337,7 @@ TESTS = [
     test_frame_callback_dies_with_surface,
     test_copy_buffer_named,
     test_copy_kwin_pixels,
+    test_output_hotplug,
     test_lingering_client_fd,
     test_fifty_clients_isolation,
     test_no_growth_500_cycles,
