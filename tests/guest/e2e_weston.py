@@ -45,6 +45,12 @@ is non-zero when anything failed.
                             the compositor gets the client's own file, feedback's
                             format table arrives, created buffers are released;
                             hidden on the copy path and on virtgpu
+  object_churn_no_growth    one connection, 10,000 cycles of a mapped toplevel and popup,
+                            shm pools and buffers, frame callbacks, a region, an inert
+                            subsurface, a data source, a viewport, presentation
+                            feedback, an output; both buffer paths: every delete_id
+                            comes, ids are reused on both sides, fds and RSS of
+                            sommelier and sommelier-host stay put
   compositor_gone           weston killed: clients fail, the proxy survives
 
 Two modes. By default every sommelier the suite starts reaches sommelier-host
@@ -2121,6 +2127,422 @@ def test_frame_callback_dies_with_surface(env):
             "with delete_id and was used again, as straight to weston" % n)
 
 
+# ---- object churn on one connection ------------------------------------------
+
+XRGB8888 = 1
+CHURN_POOL = 16384  # a 32x32 toplevel, a 16x16 popup and a 16x16 surface
+CHURN_LATE = 2.0  # seconds a closed toplevel's frame callback may take
+CHURN_WARMUP = 300
+CHURN_CYCLES = 10000
+# One leaked pair is a struct fwd_object (160 bytes with malloc's header), a
+# wl_resource and a wl_proxy (about 130 each): some 420 bytes, 4 MiB over
+# CHURN_CYCLES. Measured growth is 0 KiB in both modes; 512 KiB is 52
+# bytes a cycle, less than any one leaked allocation a cycle.
+CHURN_RSS_KIB = 512
+# The host ids in use at once vary a little (measured: by at most 7):
+# frame callbacks of closed toplevels live on in weston until it draws
+# their fade-out. One host object kept per cycle would add CHURN_CYCLES.
+CHURN_HOST_ID_SLACK = 100
+
+
+class ChurnClient:
+    """One raw connection that creates and destroys a realistic mix of
+    objects, cycle after cycle (cycle()), with ids handed out as
+    libwayland-client does: the id freed last if any, else the next one
+    never used, an id being free only once the server's delete_id for it
+    came. So ids stay few unless objects are kept, and each event is
+    checked against the objects alive: one for an id that is not (never
+    used, or deleted since) fails the run, as does a delete_id for one."""
+
+    GLOBALS = (("wl_compositor", 4), ("wl_subcompositor", 1), ("wl_shm", 1),
+               ("xdg_wm_base", 1), ("wl_data_device_manager", 3), ("wp_viewporter", 1),
+               ("wp_presentation", 1), ("zxdg_output_manager_v1", 2))
+
+    def __init__(self, path, memfd):
+        self.c = RawClient(path)
+        self.memfd = memfd
+        self.top = 3  # registry_of's registry and callback
+        self.free = []
+        # id -> kind, from its creation until its delete_id
+        self.objects = {1: "wl_display", 2: "wl_registry", 3: "wl_callback"}
+        self.last_callback = 3
+        self.configured = {}  # xdg_surface id -> serial of its last configure
+        self.events = collections.Counter()  # (kind, opcode)
+        self.deleted = collections.Counter()  # kind
+        self.cycles = 0
+        self.extra_roundtrips = 0
+        self.late = {}  # id -> when its delete_id is overdue
+        globals_, status, detail = registry_of(self.c)
+        check(status == "done", "registry round trip: %s %s" % (status, detail))
+        self.globals = globals_
+        check("wl_output" in globals_ and globals_["wl_output"][1] >= 3,
+              lambda: "no wl_output v3 global: %s" % sorted(globals_))
+        self.g = {}
+        for iface, version in self.GLOBALS:
+            check(iface in globals_ and globals_[iface][1] >= version,
+                  "no %s v%d global: %s" % (iface, version, sorted(globals_)))
+            self.g[iface] = self.new(iface)
+            self.c.send(2, 0, struct.pack("=I", globals_[iface][0]) + wl_string(iface) +
+                        struct.pack("=II", version, self.g[iface]))
+        self.baseline = {1, 2} | set(self.g.values())  # alive as long as the connection
+        self.roundtrip()
+
+    def close(self):
+        self.c.close()
+
+    def new(self, kind):
+        if self.free:
+            new = self.free.pop()
+        else:
+            self.top += 1
+            new = self.top
+        self.objects[new] = kind
+        return new
+
+    def on_event(self, obj, opcode, payload):
+        kind = self.objects.get(obj)
+        if kind is None:
+            raise TestFailure("cycle %d: event %d for object %d, which is not alive (never "
+                              "used, or deleted)" % (self.cycles, opcode, obj))
+        self.events[(kind, opcode)] += 1
+        if obj == 1 and opcode == 1:  # wl_display.delete_id
+            (gone,) = struct.unpack_from("=I", payload)
+            check(gone in self.objects and gone not in self.baseline,
+                  lambda: "cycle %d: delete_id for %d, which is not alive" %
+                  (self.cycles, gone))
+            self.deleted[self.objects.pop(gone)] += 1
+            self.free.append(gone)
+        elif kind == "xdg_wm_base" and opcode == 0:  # ping
+            self.c.send(obj, 3, payload[:4])  # pong
+        elif kind == "xdg_surface" and opcode == 0:  # configure
+            self.configured[obj] = struct.unpack_from("=I", payload)[0]
+
+    def roundtrip(self):
+        callback = self.last_callback = self.new("wl_callback")
+        status, detail = self.c.roundtrip(callback, self.on_event)
+        check(status == "done", lambda: "cycle %d: round trip: %s %s" %
+              (self.cycles, status, detail))
+
+    def surface(self):
+        s = self.new("wl_surface")
+        self.c.send(self.g["wl_compositor"], 0, struct.pack("=I", s))  # create_surface
+        return s
+
+    def commit_buffer(self, surface, buf, w, h):
+        self.c.send(surface, 1, struct.pack("=Iii", buf, 0, 0))  # attach
+        self.c.send(surface, 9, struct.pack("=iiii", 0, 0, w, h))  # damage_buffer
+        self.c.send(surface, 6)  # commit
+
+    def xdg_surface(self, surface):
+        x = self.new("xdg_surface")
+        self.c.send(self.g["xdg_wm_base"], 2, struct.pack("=II", x, surface))
+        return x
+
+    def ack(self, x):
+        """ack_configure of x's last configure. weston sends configure from
+        an idle callback: it may follow the done of the round trip that
+        carried the commit, then one more round trip brings it."""
+        for _ in range(10):
+            if x in self.configured:
+                break
+            self.roundtrip()
+            self.extra_roundtrips += 1
+        check(x in self.configured, lambda: "cycle %d: no configure for xdg_surface %d" %
+              (self.cycles, x))
+        self.c.send(x, 4, struct.pack("=I", self.configured.pop(x)))  # ack_configure
+
+    def destroy(self, obj, opcode=0):
+        self.c.send(obj, opcode)
+
+    def cycle(self):
+        """One cycle, three round trips: a toplevel's initial commit and its
+        configure; mapped with a buffer, a popup's initial commit and its
+        configure; the popup mapped, then everything torn down with the
+        other kinds made and destroyed on the way. Every id this cycle
+        used has its delete_id by the end of the last round trip."""
+        self.cycles += 1
+        send = self.c.send
+        comp, shm = self.g["wl_compositor"], self.g["wl_shm"]
+        wm = self.g["xdg_wm_base"]
+        # A toplevel, with a viewport, and its initial commit.
+        top = self.surface()
+        x = self.xdg_surface(top)
+        toplevel = self.new("xdg_toplevel")
+        send(x, 1, struct.pack("=I", toplevel))  # get_toplevel
+        send(toplevel, 2, wl_string("churn"))  # set_title
+        viewport = self.new("wp_viewport")
+        send(self.g["wp_viewporter"], 1, struct.pack("=II", viewport, top))  # get_viewport
+        send(viewport, 2, struct.pack("=ii", 32, 32))  # set_destination
+        send(top, 6)  # commit
+        # The output bound again (a pair made by the registry), and its
+        # xdg-output.
+        output = self.new("wl_output")
+        send(2, 0, struct.pack("=I", self.globals["wl_output"][0]) + wl_string("wl_output") +
+             struct.pack("=II", 3, output))  # wl_registry.bind
+        xdg_output = self.new("zxdg_output_v1")
+        send(self.g["zxdg_output_manager_v1"], 1, struct.pack("=II", xdg_output, output))
+        # A surface destroyed with a frame callback pending.
+        s = self.surface()
+        frame = self.new("wl_callback")
+        send(s, 3, struct.pack("=I", frame))  # frame
+        self.destroy(s)
+        # A region.
+        region = self.new("wl_region")
+        send(comp, 1, struct.pack("=I", region))  # create_region
+        send(region, 1, struct.pack("=iiii", 0, 0, 16, 16))  # add
+        send(region, 2, struct.pack("=iiii", 4, 4, 4, 4))  # subtract
+        self.roundtrip()
+
+        # A pool from the memfd, three buffers, the pool destroyed at once.
+        pool = self.new("wl_shm_pool")
+        send(shm, 0, struct.pack("=Ii", pool, CHURN_POOL), fds=[self.memfd])  # create_pool
+        bufs = []
+        for offset, w in ((0, 32), (4096, 16), (8192, 16)):
+            b = self.new("wl_buffer")
+            send(pool, 0, struct.pack("=IiiiiI", b, offset, w, w, w * 4, XRGB8888))
+            bufs.append(b)
+        self.destroy(pool, 1)
+        # The toplevel mapped, a frame callback on it (fired or not when
+        # the surface goes), the region as its opaque region.
+        self.ack(x)
+        send(top, 4, struct.pack("=I", region))  # set_opaque_region
+        self.destroy(region)
+        mapped_frame = self.new("wl_callback")
+        send(top, 3, struct.pack("=I", mapped_frame))  # frame
+        # weston fades a closed window out: its surface lives on, drawn,
+        # and fires this callback a frame later (done, then delete_id).
+        self.late[mapped_frame] = time.monotonic() + CHURN_LATE
+        self.commit_buffer(top, bufs[0], 32, 32)
+        # A popup on it, and the popup's initial commit.
+        positioner = self.new("xdg_positioner")
+        send(wm, 1, struct.pack("=I", positioner))  # create_positioner
+        send(positioner, 1, struct.pack("=ii", 16, 16))  # set_size
+        send(positioner, 2, struct.pack("=iiii", 0, 0, 32, 32))  # set_anchor_rect
+        popup_surface = self.surface()
+        px = self.xdg_surface(popup_surface)
+        popup = self.new("xdg_popup")
+        send(px, 2, struct.pack("=III", popup, x, positioner))  # get_popup
+        self.destroy(positioner)
+        send(popup_surface, 6)  # commit
+        # A data source.
+        source = self.new("wl_data_source")
+        send(self.g["wl_data_device_manager"], 0, struct.pack("=I", source))
+        send(source, 0, wl_string("text/plain;charset=utf-8"))  # offer
+        send(source, 0, wl_string("text/plain"))
+        self.roundtrip()
+
+        # The popup mapped, then torn down in the order xdg-shell requires;
+        # then the toplevel, its viewport after its surface (allowed).
+        self.ack(px)
+        self.commit_buffer(popup_surface, bufs[1], 16, 16)
+        self.destroy(popup)
+        self.destroy(px)
+        self.destroy(popup_surface)
+        self.destroy(toplevel)
+        self.destroy(x)
+        self.destroy(top)
+        self.destroy(viewport)
+        # A plain surface with a buffer and presentation feedback, destroyed
+        # before it is presented: the feedback ends with discarded.
+        s = self.surface()
+        feedback = self.new("wp_presentation_feedback")
+        send(self.g["wp_presentation"], 1, struct.pack("=II", s, feedback))  # feedback
+        self.commit_buffer(s, bufs[2], 16, 16)
+        self.destroy(s)
+        for b in bufs:
+            self.destroy(b)
+        # A subsurface whose parent goes first (it becomes inert).
+        parent, child = self.surface(), self.surface()
+        sub = self.new("wl_subsurface")
+        send(self.g["wl_subcompositor"], 1, struct.pack("=III", sub, child, parent))
+        send(sub, 1, struct.pack("=ii", 4, 4))  # set_position
+        send(child, 6)  # commit
+        self.destroy(parent)
+        self.destroy(sub)
+        self.destroy(child)
+        self.destroy(source, 1)
+        self.destroy(xdg_output)
+        self.destroy(output)  # release
+        self.roundtrip()
+        # Everything but the globals is gone, the last callback aside (its
+        # delete_id follows its done).
+        self.check_deleted()
+
+    def check_deleted(self):
+        """Fails unless every object made since the globals has had its
+        delete_id, but the last round trip's callback (its delete_id
+        follows its done) and frame callbacks allowed to be late."""
+        now = time.monotonic()
+        left = self.alive()
+        left.pop(self.last_callback, None)
+        for i, due in list(self.late.items()):
+            if i not in left:
+                del self.late[i]
+            elif now < due:
+                del left[i]
+        check(not left, lambda: "cycle %d: no delete_id for %s" % (
+            self.cycles, ", ".join("%s@%d" % (k, i) for i, k in sorted(left.items()))))
+
+    def drain(self):
+        """Round trips until every late frame callback has its delete_id
+        (at most CHURN_LATE seconds): then every object made since the
+        globals has had its delete_id but the last callback."""
+        deadline = time.monotonic() + CHURN_LATE
+        while True:
+            self.roundtrip()
+            left = self.alive()
+            left.pop(self.last_callback, None)
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        check(not left, lambda: "after %d cycles and %.0f s, no delete_id for %s" % (
+            self.cycles, CHURN_LATE,
+            ", ".join("%s@%d" % (k, i) for i, k in sorted(left.items()))))
+
+    def alive(self):
+        """{id: kind} of the objects alive but the globals and the registry."""
+        return {i: k for i, k in self.objects.items() if i not in self.baseline}
+
+
+def churn_cycles(path, n, memfd):
+    """n cycles of ChurnClient on a new connection to PATH; the client,
+    still connected."""
+    c = ChurnClient(path, memfd)
+    try:
+        for _ in range(n):
+            c.cycle()
+        c.drain()
+    except BaseException:
+        c.close()
+        raise
+    return c
+
+
+def host_ids_in_use(env, c, cycles=20):
+    """The highest object id that sommelier's connection to weston names
+    over `cycles` cycles of ChurnClient c, from weston's own protocol log
+    (weston-debug proto, weston runs with --debug); None without
+    weston-debug. The connection is the client whose toplevel is titled
+    "churn". libwayland-client reuses the ids of objects the host has
+    deleted: ids that climb are host objects sommelier never destroys."""
+    if not shutil.which("weston-debug"):
+        return None
+    title = re.compile(r"client (0x[0-9a-f]+) rq xdg_toplevel@\d+\.set_title\(\"churn\"\)")
+    log = env.path("churn-proto-%d.txt" % c.cycles)
+    tap = env.spawn(["weston-debug", "-o", log, "proto"], "weston-debug",
+                    display=WESTON_SOCKET)
+    try:
+        # Subscribed once our own requests show in it.
+        for _ in range(200):
+            c.cycle()
+            if title.search(read_text(log)):
+                break
+        for _ in range(cycles):
+            c.cycle()
+    finally:
+        env.stop(tap)
+    text = read_text(log)
+    m = title.search(text)
+    check(m, "weston-debug proto logged no toplevel of ours: %s" % env.log_tail(tap))
+    ours = " client %s " % m.group(1)
+    ids = set()
+    for line in text.splitlines():
+        if ours in line:
+            for named, deleted in re.findall(r"@(\d+)|delete_id\((\d+)\)", line):
+                ids.add(int(named or deleted))
+    return max(i for i in ids if i < 0xff000000)  # client-made ids only
+
+
+def churn_run(env, name, options, memfd):
+    """ChurnClient through a sommelier --parent with OPTIONS, on one
+    connection: CHURN_WARMUP cycles, then CHURN_CYCLES between two
+    measures of sommelier's and sommelier-host's fds, threads and RSS.
+    Returns the result's text."""
+    parent = env.start_parent(name, *options)
+    pids = {"sommelier": parent.pid, "sommelier-host": env.host.pid}
+    c = None
+    try:
+        c = churn_cycles(env.path(name), CHURN_WARMUP, memfd)
+        host_ids0 = host_ids_in_use(env, c)
+        c.drain()
+        time.sleep(0.3)
+        state0 = {pid: fds_threads(pid) for pid in pids.values()}
+        rss0 = {pid: rss_kib(pid) for pid in pids.values()}
+        weston0, top0 = rss_kib(env.weston.pid), c.top
+        deleted0 = sum(c.deleted.values())
+        discarded0 = c.events[("wp_presentation_feedback", 2)]
+        extra0 = c.extra_roundtrips
+        start = time.monotonic()
+        for _ in range(CHURN_CYCLES):
+            c.cycle()
+        took = time.monotonic() - start
+        deleted = sum(c.deleted.values()) - deleted0
+        discarded = c.events[("wp_presentation_feedback", 2)] - discarded0
+        roundtrips = 3 * CHURN_CYCLES + c.extra_roundtrips - extra0
+        host_ids1 = host_ids_in_use(env, c)
+        c.drain()  # also the last round trip: the connection still works
+        state1 = settle(pids.values(), state0, 3.0)
+        rss1 = {pid: rss_kib(pid) for pid in pids.values()}
+        weston1 = rss_kib(env.weston.pid)
+        check(parent.poll() is None, lambda: "sommelier --parent died: %s" %
+              env.log_tail(parent))
+        died = host_death(env)
+        check(not died, lambda: died)
+        text = ("%s: %d cycles of %.1f objects in %.1f s (%.2f ms each, %d round trips), "
+                "every client object's delete_id came (%d), ids reused (highest %d->%d; "
+                "on the host %s), %d feedbacks discarded; %s; weston rss %d->%d KiB" % (
+                    name, CHURN_CYCLES, deleted / CHURN_CYCLES, took,
+                    took * 1000 / CHURN_CYCLES, roundtrips,
+                    deleted, top0, c.top, "not seen: no weston-debug" if host_ids0 is None
+                    else "%d->%d" % (host_ids0, host_ids1), discarded,
+                    "; ".join("%s fds %d->%d threads %d->%d rss %d->%d KiB" % (
+                        n, state0[pid][0], state1[pid][0], state0[pid][1], state1[pid][1],
+                        rss0[pid], rss1[pid]) for n, pid in pids.items()),
+                    weston0, weston1))
+        problems = []
+        if state1 != state0:
+            problems.append("fds or threads changed")
+        if host_ids0 is not None and host_ids1 > host_ids0 + CHURN_HOST_ID_SLACK:
+            problems.append("sommelier's host ids climb (host objects it never destroys)")
+        fat = [n for n, pid in pids.items() if rss1[pid] - rss0[pid] > CHURN_RSS_KIB]
+        if fat:
+            problems.append("RSS of %s grew by more than %d KiB" % (" and ".join(fat),
+                                                                  CHURN_RSS_KIB))
+        # weston's own RSS is only reported: it keeps closed windows a
+        # while to fade them out, so its high-water mark depends on speed.
+        check(not problems, lambda: "%s: %s" % ("; ".join(problems), text))
+        return text
+    finally:
+        if c:
+            c.close()
+        env.stop(parent)
+
+
+def test_object_churn_no_growth(env):
+    """One client on one connection creates and destroys a mix of objects
+    over and over (ChurnClient.cycle: a mapped toplevel with a popup, a
+    viewport and frame callbacks; an shm pool from a memfd and buffers on
+    three surfaces; a region, an inert subsurface, a data source,
+    presentation feedback discarded with its surface, the output bound
+    again with its xdg-output), through a --parent on the default path
+    and one with --shm-copy (on virtgpu both copy). Straight to weston
+    first, so that the cycles are known to be right. A pair sommelier
+    keeps shows: the client waits for every delete_id and reuses ids as
+    libwayland does; the host ids sommelier uses, in weston's protocol
+    log, must not climb (host objects it never destroys); sommelier's and
+    sommelier-host's fds and threads must come back to where they were and
+    their RSS grow by less than CHURN_RSS_KIB."""
+    memfd = os.memfd_create("sml-e2e-churn", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(memfd, CHURN_POOL)
+        direct = churn_cycles(env.path(WESTON_SOCKET), 20, memfd)
+        direct.close()
+        return " | ".join(churn_run(env, name, options, memfd) for name, options in (
+            ("default path", ()), ("--shm-copy", ("--shm-copy",))))
+    finally:
+        os.close(memfd)
+
+
 def lingering_socket(seconds):
     """A TCP socket whose last close waits `seconds` (SO_LINGER, a full send
     buffer, a peer that does not read), and that peer."""
@@ -2348,6 +2770,7 @@ TESTS = [
     test_refused_fd_named,
     test_random_requests,
     test_dmabuf_passthrough,
+    test_object_churn_no_growth,
     test_compositor_gone,  # last: it kills weston
 ]
 
