@@ -58,7 +58,7 @@ static int connect_upstream(void)
 		char *end;
 		long fd = strtol(inherited, &end, 10);
 		unsetenv("WAYLAND_SOCKET");
-		return *end || fd < 0 ? -1 : (int)fd;
+		return end == inherited || *end || fd < 0 ? -1 : (int)fd;
 	}
 	const char *display = getenv("WAYLAND_DISPLAY");
 	const char *dir = getenv("XDG_RUNTIME_DIR");
