@@ -95,22 +95,40 @@ static void buffer_free(struct wl_resource *resource)
 	free(b);
 }
 
+// A resource with its implementation, or NULL with the client told it is
+// out of memory (data stays the caller's then).
+static struct wl_resource *new_resource(struct wl_client *client, const struct wl_interface *iface,
+					int version, uint32_t id, const void *impl, void *data,
+					wl_resource_destroy_func_t destroy)
+{
+	struct wl_resource *resource = wl_resource_create(client, iface, version, id);
+	if (!resource) {
+		wl_client_post_no_memory(client);
+		return NULL;
+	}
+	wl_resource_set_implementation(resource, impl, data, destroy);
+	return resource;
+}
+
 // Takes the plane's fd. False (and the client told) when out of memory.
 static bool buffer_create(struct wl_client *client, uint32_t id, struct plane *plane,
 			  struct wl_resource **out)
 {
 	struct buffer *b = calloc(1, sizeof(*b));
-	if (b)
-		b->resource = wl_resource_create(client, &wl_buffer_interface, 1, id);
-	if (!b || !b->resource) {
-		free(b);
+	if (!b) {
 		wl_client_post_no_memory(client);
 		return false;
 	}
+	struct wl_resource *resource = new_resource(client, &wl_buffer_interface, 1, id,
+						    &buffer_impl, b, buffer_free);
+	if (!resource) {
+		free(b);
+		return false;
+	}
+	b->resource = resource;
 	b->plane = *plane;
 	plane->fd = -1;
-	wl_resource_set_implementation(b->resource, &buffer_impl, b, buffer_free);
-	*out = b->resource;
+	*out = resource;
 	return true;
 }
 
@@ -245,14 +263,11 @@ static void send_feedback(struct wl_resource *feedback)
 
 static void create_feedback(struct wl_client *client, struct wl_resource *resource, uint32_t id)
 {
-	struct wl_resource *feedback = wl_resource_create(
-		client, &zwp_linux_dmabuf_feedback_v1_interface, wl_resource_get_version(resource), id);
-	if (!feedback) {
-		wl_client_post_no_memory(client);
-		return;
-	}
-	wl_resource_set_implementation(feedback, &feedback_impl, NULL, NULL);
-	send_feedback(feedback);
+	struct wl_resource *feedback =
+		new_resource(client, &zwp_linux_dmabuf_feedback_v1_interface,
+			     wl_resource_get_version(resource), id, &feedback_impl, NULL, NULL);
+	if (feedback)
+		send_feedback(feedback);
 }
 
 // ---- zwp_linux_dmabuf_v1 ----------------------------------------------------
@@ -261,16 +276,16 @@ static void dmabuf_create_params(struct wl_client *client, struct wl_resource *r
 				 uint32_t id)
 {
 	struct plane *p = calloc(1, sizeof(*p));
-	struct wl_resource *params = p ? wl_resource_create(client,
-			&zwp_linux_buffer_params_v1_interface, wl_resource_get_version(resource), id) :
-					 NULL;
-	if (!params) {
-		free(p);
+	if (!p) {
 		wl_client_post_no_memory(client);
 		return;
 	}
+	if (!new_resource(client, &zwp_linux_buffer_params_v1_interface,
+			  wl_resource_get_version(resource), id, &params_impl, p, params_free)) {
+		free(p);
+		return;
+	}
 	p->fd = -1;
-	wl_resource_set_implementation(params, &params_impl, p, params_free);
 }
 
 static void dmabuf_default_feedback(struct wl_client *client, struct wl_resource *resource,
@@ -294,14 +309,9 @@ static const struct zwp_linux_dmabuf_v1_interface dmabuf_impl = {
 
 static void bind_dmabuf(struct wl_client *client, void *data, uint32_t version, uint32_t id)
 {
-	struct wl_resource *resource =
-		wl_resource_create(client, &zwp_linux_dmabuf_v1_interface, version, id);
-	if (!resource) {
-		wl_client_post_no_memory(client);
-		return;
-	}
-	wl_resource_set_implementation(resource, &dmabuf_impl, NULL, NULL);
-	if (version >= 4)
+	struct wl_resource *resource = new_resource(client, &zwp_linux_dmabuf_v1_interface,
+						    version, id, &dmabuf_impl, NULL, NULL);
+	if (!resource || version >= 4)
 		return; // the formats come through feedback objects
 	for (size_t i = 0; i < N_FORMATS; i++)
 		if (version >= 3)
@@ -346,11 +356,10 @@ static void surface_commit(struct wl_client *client, struct wl_resource *resourc
 
 static void surface_frame(struct wl_client *client, struct wl_resource *resource, uint32_t id)
 {
-	struct wl_resource *cb = wl_resource_create(client, &wl_callback_interface, 1, id);
-	if (!cb) {
-		wl_client_post_no_memory(client);
+	struct wl_resource *cb = new_resource(client, &wl_callback_interface, 1, id, NULL, NULL,
+					      NULL);
+	if (!cb)
 		return;
-	}
 	wl_callback_send_done(cb, 0);
 	wl_resource_destroy(cb);
 }
@@ -393,16 +402,17 @@ static void compositor_create_surface(struct wl_client *client, struct wl_resour
 				      uint32_t id)
 {
 	struct surface *s = calloc(1, sizeof(*s));
-	struct wl_resource *surface = s ? wl_resource_create(client, &wl_surface_interface,
-						wl_resource_get_version(resource), id) : NULL;
-	if (!surface) {
-		free(s);
+	if (!s) {
 		wl_client_post_no_memory(client);
+		return;
+	}
+	if (!new_resource(client, &wl_surface_interface, wl_resource_get_version(resource), id,
+			  &surface_impl, s, surface_free)) {
+		free(s);
 		return;
 	}
 	s->pending_destroy.notify = surface_pending_gone;
 	wl_list_init(&s->pending_destroy.link);
-	wl_resource_set_implementation(surface, &surface_impl, s, surface_free);
 }
 
 static const struct wl_region_interface region_impl = {
@@ -414,12 +424,7 @@ static const struct wl_region_interface region_impl = {
 static void compositor_create_region(struct wl_client *client, struct wl_resource *resource,
 				     uint32_t id)
 {
-	struct wl_resource *region = wl_resource_create(client, &wl_region_interface, 1, id);
-	if (!region) {
-		wl_client_post_no_memory(client);
-		return;
-	}
-	wl_resource_set_implementation(region, &region_impl, NULL, NULL);
+	new_resource(client, &wl_region_interface, 1, id, &region_impl, NULL, NULL);
 }
 
 static const struct wl_compositor_interface compositor_impl = {
@@ -429,13 +434,7 @@ static const struct wl_compositor_interface compositor_impl = {
 
 static void bind_compositor(struct wl_client *client, void *data, uint32_t version, uint32_t id)
 {
-	struct wl_resource *resource =
-		wl_resource_create(client, &wl_compositor_interface, version, id);
-	if (!resource) {
-		wl_client_post_no_memory(client);
-		return;
-	}
-	wl_resource_set_implementation(resource, &compositor_impl, NULL, NULL);
+	new_resource(client, &wl_compositor_interface, version, id, &compositor_impl, NULL, NULL);
 }
 
 static int on_signal(int signal, void *data)

@@ -478,14 +478,11 @@ def wait_until(predicate, timeout, interval=0.05):
 
 
 def wait_for_text(path, needle, timeout, proc=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if needle in read_text(path):
-            return True
-        if proc is not None and proc.poll() is not None:
-            return needle in read_text(path)
-        time.sleep(0.02)
-    return False
+    """Whether needle shows in the file within timeout seconds (or before
+    proc, if given, ends)."""
+    ended = lambda: proc is not None and proc.poll() is not None  # noqa: E731
+    wait_until(lambda: needle in read_text(path) or ended(), timeout, 0.02)
+    return needle in read_text(path)
 
 
 # ---- screenshots -----------------------------------------------------------
@@ -985,13 +982,20 @@ def start_other_host(env, argv, name, what):
     return [compositor, host], sock
 
 
-def start_mutter_host(env):
-    """GNOME's compositor, headless: it takes an shm buffer's pixels at
-    commit and releases the buffer at once."""
-    return start_other_host(env, ["dbus-run-session", "--", "mutter", "--wayland", "--headless",
-                                  "--no-x11", "--virtual-monitor", "320x240",
-                                  "--wayland-display=" + MUTTER_SOCKET],
-                            MUTTER_SOCKET, "headless mutter")
+def start_mutter_host(env, monitors=1):
+    """GNOME's compositor, headless, with `monitors` virtual monitors of
+    320x240: it takes an shm buffer's pixels at commit and releases the
+    buffer at once. Its session bus's address goes to mutter-bus (for
+    DisplayConfig), and a sommelier-host sits in front of it: (processes,
+    host socket, display name)."""
+    env.serial += 1
+    name = "%s-%d" % (MUTTER_SOCKET, env.serial)  # not an earlier mutter's socket
+    script = ('echo "$DBUS_SESSION_BUS_ADDRESS" > mutter-bus && exec mutter --wayland '
+              '--headless --no-x11 %s --wayland-display=%s' %
+              (" ".join(["--virtual-monitor 320x240"] * monitors), name))
+    procs, sock = start_other_host(env, ["dbus-run-session", "--", "sh", "-c", script],
+                                   name, "headless mutter")
+    return procs, sock, name
 
 
 def start_kwin_host(env):
@@ -1041,7 +1045,7 @@ def on_weston_and_mutter(env, measure):
     """measure(env, host_sock, name) against the suite's weston, then a
     headless mutter of its own: {name: result}."""
     got = {"weston": measure(env, env.host_sock, "weston")}
-    procs, sock = start_mutter_host(env)
+    procs, sock, _ = start_mutter_host(env)
     try:
         got["mutter"] = measure(env, sock, "mutter")
     finally:
@@ -1178,12 +1182,14 @@ def fds_threads(pid):
 
 def settle(pids, want, timeout):
     """{pid: (fds, threads)} once it equals WANT, or when TIMEOUT is over."""
-    deadline = time.monotonic() + timeout
-    while True:
-        now = {pid: fds_threads(pid) for pid in pids}
-        if now == want or time.monotonic() > deadline:
-            return now
-        time.sleep(0.05)
+    now = {}
+
+    def reached():
+        now.update((pid, fds_threads(pid)) for pid in pids)
+        return now == want
+
+    wait_until(reached, timeout)
+    return now
 
 
 def test_no_growth_500_cycles(env):
@@ -1947,20 +1953,6 @@ def test_copy_spare_slots(env):
     return text
 
 
-def start_mutter_monitors_host(env, monitors):
-    """Headless mutter with `monitors` virtual monitors of 320x240, its
-    session bus's address in mutter-bus (for DisplayConfig), and a
-    sommelier-host in front of it: (processes, host socket, display name)."""
-    env.serial += 1
-    name = "%s-%d" % (MUTTER_SOCKET, env.serial)
-    script = ('echo "$DBUS_SESSION_BUS_ADDRESS" > mutter-bus && exec mutter --wayland '
-              '--headless --no-x11 %s --wayland-display=%s' %
-              (" ".join(["--virtual-monitor 320x240"] * monitors), name))
-    procs, sock = start_other_host(env, ["dbus-run-session", "--", "sh", "-c", script],
-                                   name, "headless mutter")
-    return procs, sock, name
-
-
 def mutter_monitors_on(env, count):
     """Turns mutter's first `count` virtual monitors on, side by side, and
     the others off (org.gnome.Mutter.DisplayConfig.ApplyMonitorsConfig,
@@ -2041,7 +2033,7 @@ def hotplug_cycles(env, feet, cycles):
 # WAYLAND_DEBUG=client.
 def test_output_hotplug(env):
     cycles = 5
-    procs, sock, name = start_mutter_monitors_host(env, 2)
+    procs, sock, name = start_mutter_host(env, monitors=2)
     try:
         foot = ["env", "WAYLAND_DEBUG=client", "foot", "--app-id=sml-e2e-hotplug", "sleep", "300"]
         direct = env.spawn(foot, "hotplug-direct", display=name)
